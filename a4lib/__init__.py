@@ -1,0 +1,18 @@
+"""a4lib: the DD2424 Assignment 4 character-level RNN, as a library.
+
+BLAS runs single-threaded unless the environment says otherwise: the matrices here are small,
+and threads only add overhead (set OPENBLAS_NUM_THREADS / OMP_NUM_THREADS to override; it takes
+effect only if a4lib is imported before numpy).
+"""
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from .corpus import BUILTIN, EOT, Corpus, CorpusError, load_corpus  # noqa: E402
+from .models import get_model  # noqa: E402
+from .sample import generate  # noqa: E402
+from .train import Config, Trainer, TrainingError, evaluate, train  # noqa: E402
+
+__all__ = ["BUILTIN", "EOT", "Corpus", "CorpusError", "load_corpus", "get_model", "generate",
+           "Config", "Trainer", "TrainingError", "evaluate", "train"]

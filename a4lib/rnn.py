@@ -1,0 +1,154 @@
+"""The vanilla RNN of the handout, batched over time (and over streams).
+
+    a_t = W h_{t-1} + U x_t + b      h_t = tanh(a_t)
+    o_t = V h_t + c                  p_t = softmax(o_t)      loss = -sum_t log p_t[y_t]
+
+Parameters are a dict keyed ``U W V b c``: U (m, K_in), W (m, m), V (K_out, m), b (m,), c (K_out,);
+the char-RNN has K_in = K_out = K. Inputs are character indices, never one-hot vectors: ``U x_t``
+is column ``x_t`` of U. Only the two recurrences (h forward, dh backward) loop over time; the
+input and output layers, the softmax and every gradient are one product over all steps.
+
+Shapes: x, y are (T,) for one stream or (T, B) for B parallel streams, h0 is (m,) or (B, m). With
+B streams the loss is summed over time and averaged over streams, so B = 1 is the handout exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+Params = dict[str, np.ndarray]
+NAMES = ("U", "W", "V", "b", "c")
+
+
+def init_params(K: int, m: int = 100, sig: float = 0.01, rng: np.random.Generator | None = None,
+                K_out: int | None = None) -> Params:
+    """b, c zero; U (m, K), W (m, m), V (K_out, m) drawn from N(0, sig^2)."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    K_out = K if K_out is None else K_out
+    return {
+        "U": sig * rng.standard_normal((m, K)),
+        "W": sig * rng.standard_normal((m, m)),
+        "V": sig * rng.standard_normal((K_out, m)),
+        "b": np.zeros(m),
+        "c": np.zeros(K_out),
+    }
+
+
+def _as_batch(x: np.ndarray, y: np.ndarray | None, h0: np.ndarray):
+    """(T,) and (m,) to (T, 1) and (1, m); batched inputs pass through."""
+    x = np.asarray(x)
+    single = x.ndim == 1
+    if single:
+        x = x[:, None]
+        y = None if y is None else np.asarray(y)[:, None]
+        h0 = np.asarray(h0)[None, :]
+    return x, y, np.asarray(h0, dtype=np.float64), single
+
+
+def hidden_states(params: Params, x: np.ndarray, h0: np.ndarray) -> np.ndarray:
+    """The forward recurrence. x (T, B) indices, h0 (B, m) -> H (T + 1, B, m) with H[0] = h0."""
+    W_T = params["W"].T
+    A = params["U"].T[x]  # (T, B, m): U x_t for every step at once
+    A += params["b"]
+    H = np.empty((x.shape[0] + 1,) + h0.shape)
+    H[0] = h0
+    a = np.empty(h0.shape)
+    for t in range(x.shape[0]):
+        np.dot(H[t], W_T, out=a)
+        a += A[t]
+        np.tanh(a, out=H[t + 1])
+    return H
+
+
+def log_softmax(o: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis."""
+    o = o - o.max(axis=-1, keepdims=True)
+    return o - np.log(np.exp(o).sum(axis=-1, keepdims=True))
+
+
+def forward(params: Params, x: np.ndarray, y: np.ndarray, h0: np.ndarray) -> tuple[float, dict]:
+    """Loss and the cache for ``backward``. x, y (T, B), h0 (B, m)."""
+    H = hidden_states(params, x, h0)
+    logP = log_softmax(H[1:] @ params["V"].T + params["c"])  # (T, B, K_out)
+    target = _flat_index(y, logP.shape[-1])
+    loss = -logP.reshape(-1)[target].sum() / y.shape[1]
+    return float(loss), {"x": x, "y": y, "target": target, "H": H, "logP": logP}
+
+
+def _flat_index(y: np.ndarray, K: int) -> np.ndarray:
+    """Positions of entries [t, b, y[t, b]] in a flattened (T, B, K) array."""
+    return np.arange(0, y.size * K, K) + y.reshape(-1)
+
+
+def backward(params: Params, cache: dict, grads: Params | None = None) -> Params:
+    """Gradients of the loss, unclipped; written into ``grads`` when given (same keys and shapes)."""
+    x, y, H, logP = cache["x"], cache["y"], cache["H"], cache["logP"]
+    K_in = params["U"].shape[1]
+    T, B = y.shape
+    m = H.shape[-1]
+    if grads is None:
+        grads = {k: np.empty_like(v) for k, v in params.items()}
+
+    dO = np.exp(logP)  # p_t
+    dO.reshape(-1)[cache["target"]] -= 1.0  # dL/do_t = p_t - y_t (one-hot)
+    if B > 1:
+        dO /= B
+    Hs = H[1:].reshape(T * B, m)
+    dO2 = dO.reshape(T * B, -1)
+    np.dot(dO2.T, Hs, out=grads["V"])
+    np.sum(dO2, axis=0, out=grads["c"])
+
+    dH_out = dO @ params["V"]  # (T, B, m): V^T dL/do_t
+    dtanh = 1.0 - H[1:] ** 2
+    dA = np.empty_like(dH_out)
+    W = params["W"]
+    carry = np.zeros((B, m))  # W^T dL/da_{t+1}
+    dh = np.empty((B, m))
+    for t in range(T - 1, -1, -1):
+        np.add(dH_out[t], carry, out=dh)
+        np.multiply(dh, dtanh[t], out=dA[t])
+        np.dot(dA[t], W, out=carry)
+
+    dA2 = dA.reshape(T * B, m)
+    np.dot(dA2.T, H[:-1].reshape(T * B, m), out=grads["W"])
+    np.sum(dA2, axis=0, out=grads["b"])
+    # column x_t of dU gathers dL/da_t: a scatter-add over (step, unit), no one-hot product
+    cells = (x.reshape(-1, 1) * m + np.arange(m)).reshape(-1)
+    grads["U"][...] = np.bincount(cells, weights=dA2.reshape(-1), minlength=K_in * m).reshape(K_in, m).T
+    return grads
+
+
+def loss_and_grads(params: Params, x, y, h0, grads: Params | None = None) -> tuple[float, Params, np.ndarray]:
+    """The loss summed over time steps, its unclipped gradients, and the last hidden state.
+
+    x, y: int arrays (T,) or (T, B); h0: (m,) or (B, m). h_last has the shape of h0.
+    """
+    x, y, h0, single = _as_batch(x, y, h0)
+    loss, cache = forward(params, x, y, h0)
+    grads = backward(params, cache, grads)
+    h_last = cache["H"][-1]
+    return loss, grads, (h_last[0] if single else h_last).copy()
+
+
+def loss_and_state(params: Params, x, y, h0) -> tuple[float, np.ndarray]:
+    """The loss and the last hidden state, without gradients: for evaluation."""
+    x, y, h0, single = _as_batch(x, y, h0)
+    loss, cache = forward(params, x, y, h0)
+    h_last = cache["H"][-1]
+    return loss, (h_last[0] if single else h_last).copy()
+
+
+def loss(params: Params, x, y, h0) -> float:
+    """The loss only: for gradient checks."""
+    return loss_and_state(params, x, y, h0)[0]
+
+
+def step(params: Params, h: np.ndarray, ix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One time step for synthesis. h (B, m), ix (B,) -> (h_next (B, m), logits o (B, K_out))."""
+    h = np.tanh(h @ params["W"].T + params["U"].T[ix] + params["b"])
+    return h, h @ params["V"].T + params["c"]
+
+
+def zero_state(params: Params, batch: int | None = None) -> np.ndarray:
+    """h = 0: shape (m,) for one stream, (batch, m) for a batch."""
+    m = params["W"].shape[0]
+    return np.zeros(m if batch is None else (batch, m))

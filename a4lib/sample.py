@@ -1,0 +1,95 @@
+"""Synthesis: the handout's inverse-CDF sampling, with temperature, nucleus (top-p) and argmax.
+
+At every step p = softmax(o / temperature); with top_p < 1 only the smallest set of characters
+whose probabilities reach top_p keeps its mass (renormalised); then the handout's draw: the
+first index whose cumulative probability exceeds a uniform number. temperature = 0 is argmax.
+With temperature 1 and top_p 1 this is exactly the handout's sampling.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def softmax(o: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """softmax(o / temperature) of a vector."""
+    z = (o - o.max()) / temperature
+    e = np.exp(z)
+    return e / e.sum()
+
+
+def nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
+    """Keep the smallest set of largest probabilities whose sum reaches top_p; renormalise."""
+    if top_p >= 1.0:
+        return p
+    order = np.argsort(-p, kind="stable")
+    mass = np.cumsum(p[order])
+    n_keep = int(np.searchsorted(mass, top_p * mass[-1])) + 1  # first prefix whose mass reaches top_p
+    kept = np.zeros_like(p)
+    kept[order[:n_keep]] = p[order[:n_keep]]
+    return kept / kept.sum()
+
+
+def draw(p: np.ndarray, rng: np.random.Generator) -> int:
+    """The handout's draw: cp = cumsum(p), a ~ U(0, 1), the first index with cp > a."""
+    cp = np.cumsum(p)
+    return min(int(np.searchsorted(cp, rng.random() * cp[-1], side="right")), len(p) - 1)
+
+
+def next_index(o: np.ndarray, rng: np.random.Generator, temperature: float = 1.0, top_p: float = 1.0) -> int:
+    """One character index from the logits o (K,)."""
+    if temperature == 0:
+        return int(np.argmax(o))
+    return draw(nucleus(softmax(o, temperature), top_p), rng)
+
+
+def synthesize(model, params: dict, state: np.ndarray, x0: int, n: int, rng: np.random.Generator,
+               temperature: float = 1.0, top_p: float = 1.0, stop: int | None = None) -> list[int]:
+    """n indices generated from ``state`` (S,) with first input x0; stops early after index ``stop``."""
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
+    state = np.asarray(state, dtype=np.float64)[None, :]
+    ix, out = x0, []
+    for _ in range(n):
+        state, o = model.step(params, state, np.array([ix]))
+        ix = next_index(o[0], rng, temperature, top_p)
+        out.append(ix)
+        if ix == stop:
+            break
+    return out
+
+
+def warm_up(model, params: dict, state: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Run the priming indices through the model; the state after the last but one.
+
+    The last priming index is the first input of the synthesis that follows.
+    """
+    state = np.asarray(state, dtype=np.float64)[None, :]
+    for ix in ids[:-1]:
+        state, _ = model.step(params, state, np.array([ix]))
+    return state[0]
+
+
+def generate(model, params: dict, corpus, length: int = 1000, rng: np.random.Generator | None = None,
+             temperature: float = 1.0, top_p: float = 1.0, prime: str = "") -> str:
+    """Text from a trained model: primed with ``prime`` (default: the corpus's first character).
+
+    The returned text starts with the priming text. For a tweet corpus, generation starts a new
+    tweet (input EOT, h = 0) and stops at the end-of-tweet character or after 280 characters.
+    """
+    from .corpus import EOT, TWEET_MAX_CHARS
+
+    rng = np.random.default_rng(0) if rng is None else rng
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    stop = None
+    if corpus.is_tweets:
+        stop = corpus.char_to_ix[EOT]
+        length = min(length, TWEET_MAX_CHARS + 1)
+        prime_ids = np.concatenate([[stop], corpus.encode(prime)])
+    else:
+        prime_ids = corpus.encode(prime) if prime else corpus.ids[:1]
+    state = warm_up(model, params, model.zero_state(params), prime_ids)
+    ids = synthesize(model, params, state, int(prime_ids[-1]), length, rng, temperature, top_p, stop)
+    if ids and ids[-1] == stop:
+        ids = ids[:-1]
+    return (prime if corpus.is_tweets else corpus.decode(prime_ids)) + corpus.decode(ids)

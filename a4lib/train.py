@@ -1,0 +1,449 @@
+"""Training: the handout's walk over the text, smooth loss, samples, best parameters, resume.
+
+The handout's loop (order "sequential", batch_size 1): e = 0, h = 0; each update trains on
+X = book[e : e + seq_length], Y = book[e + 1 : e + seq_length + 1], carries h, and moves e on by
+seq_length; when fewer than seq_length + 1 characters remain, a new epoch starts with e = 0 and
+h = 0. smooth_loss starts at the first loss and then follows 0.999 smooth_loss + 0.001 loss.
+
+The same walk serves the other orders. An epoch is a plan: groups of B segments walked in
+lockstep, h reset to zero at the start of each group.
+- sequential: the training text cut into B contiguous parts (B = 1: the whole text); full
+  sequences only, as the handout;
+- chunks: the text cut into chunks of chunk_length, shuffled each epoch; short tails kept;
+- a tweet corpus: one segment per tweet (EOT, text, EOT), in order or shuffled with chunks.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from .corpus import Corpus, load_corpus
+from .models import MODEL_NAMES, get_model
+from .optim import OPTIMIZERS, clip, flatten, make_optimizer, unflatten
+from .sample import synthesize
+
+ORDERS = ("sequential", "chunks")
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must see (divergence, a bad run directory)."""
+
+
+@dataclass
+class Config:
+    """Every hyperparameter of a run, with the handout's names."""
+
+    corpus: str | None = None
+    model: str = "rnn"
+    m: int = 100
+    eta: float = 0.1
+    seq_length: int = 25
+    sig: float = 0.01
+    optimizer: str = "adagrad"
+    clip: float = 5.0
+    n_epochs: int | None = 2
+    n_updates: int | None = None
+    seed: int = 0
+    sample_every: int = 10_000
+    sample_length: int = 200
+    batch_size: int = 1
+    order: str = "sequential"
+    chunk_length: int = 1000
+    val_fraction: float = 0.0
+    val_every: int = 1000
+    checkpoint_every: int = 10_000
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad value."""
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ValueError(what)
+        need(self.model in MODEL_NAMES, f"unknown model {self.model!r} (choose from {', '.join(MODEL_NAMES)})")
+        need(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+        need(self.order in ORDERS, f"unknown order {self.order!r} (choose from {', '.join(ORDERS)})")
+        need(self.m >= 1, f"m must be >= 1, got {self.m}")
+        need(self.eta > 0 and math.isfinite(self.eta), f"eta must be a positive number, got {self.eta}")
+        need(self.seq_length >= 1, f"seq_length must be >= 1, got {self.seq_length}")
+        need(self.sig > 0, f"sig must be > 0, got {self.sig}")
+        need(self.clip >= 0, f"clip must be >= 0 (0: no clipping), got {self.clip}")
+        need(self.n_epochs is not None or self.n_updates is not None, "give a number of epochs or of updates")
+        need(self.n_epochs is None or self.n_epochs >= 1, f"n_epochs must be >= 1, got {self.n_epochs}")
+        need(self.n_updates is None or self.n_updates >= 0, f"n_updates must be >= 0, got {self.n_updates}")
+        need(self.sample_every >= 0, f"sample_every must be >= 0 (0: no samples), got {self.sample_every}")
+        need(self.sample_length >= 0, f"sample_length must be >= 0, got {self.sample_length}")
+        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        need(self.chunk_length >= 2, f"chunk_length must be >= 2, got {self.chunk_length}")
+        need(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        need(self.val_every >= 1, f"val_every must be >= 1, got {self.val_every}")
+        need(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# --- the data: training and held-out segments, and the epoch plan -------------------------------
+
+def split(corpus: Corpus, val_fraction: float) -> tuple[int, np.ndarray, np.ndarray]:
+    """Where training ends, and the (start, end) segments of the held-out part.
+
+    Plain text: the final val_fraction of the characters is held out, one segment. Tweets: the
+    final val_fraction of the tweets, one segment each (a segment spans EOT ... EOT).
+    """
+    n = len(corpus.ids)
+    if corpus.is_tweets:
+        ends = np.append(corpus.starts[1:] + 1, n)
+        n_val = int(round(val_fraction * len(corpus.starts)))
+        first = len(corpus.starts) - n_val
+        n_train = int(corpus.starts[first]) + 1 if n_val else n
+        return n_train, corpus.starts[first:], ends[first:]
+    n_train = n - int(val_fraction * n)
+    if n_train == n:
+        return n, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return n_train, np.array([n_train]), np.array([n])
+
+
+def segments(corpus: Corpus, cfg: Config, n_train: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training segments' starts and ends (before any shuffling)."""
+    if corpus.is_tweets:
+        starts = corpus.starts[corpus.starts < n_train - 1]
+        ends = np.minimum(np.append(corpus.starts[1:] + 1, len(corpus.ids)), n_train)[: len(starts)]
+        return starts, ends
+    if cfg.order == "chunks":
+        starts = np.arange(0, n_train - 1, cfg.chunk_length)
+        return starts, np.minimum(starts + cfg.chunk_length, n_train)
+    part = n_train // cfg.batch_size
+    starts = np.arange(cfg.batch_size) * part
+    return starts, starts + part
+
+
+def make_plan(starts: np.ndarray, ends: np.ndarray, cfg: Config, rng: np.random.Generator) -> np.ndarray:
+    """One epoch: an int array (G, B, 2) of (start, end) for each group of B segments walked together."""
+    seg = np.stack([starts, ends], axis=1)
+    B = cfg.batch_size
+    if cfg.order == "chunks":
+        seg = seg[rng.permutation(len(seg))]
+    if B > 1 and cfg.order == "chunks":
+        seg = seg[seg[:, 1] - seg[:, 0] == cfg.chunk_length]  # equal lengths in lockstep
+        seg = seg[: len(seg) // B * B]
+    if len(seg) == 0:
+        raise ValueError("the training text is too short for this batch size and chunk length")
+    return seg.reshape(-1, B, 2)
+
+
+def steps_in(length: int, seq_length: int, keep_tail: bool) -> int:
+    """How many updates a segment of ``length`` characters gives."""
+    return (length - 1) // seq_length if not keep_tail else math.ceil((length - 1) / seq_length)
+
+
+def evaluate(model, params: dict, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+             piece: int = 1000) -> float:
+    """Mean loss per predicted character (nats) over the segments, h = 0 at each segment's start
+    and carried through it (in pieces of ``piece`` steps)."""
+    total, count = 0.0, 0
+    for start, end in zip(starts, ends):
+        state = model.zero_state(params)
+        for a in range(int(start), int(end) - 1, piece):
+            b = min(a + piece, int(end) - 1)
+            x, y = ids[a:b], ids[a + 1:b + 1]
+            loss, state = model.loss_and_state(params, x, y, state)
+            total += loss
+            count += b - a
+    return total / count if count else float("nan")
+
+
+# --- the trainer -----------------------------------------------------------------------------
+
+class _Interrupt:
+    """Turns Ctrl-C (SIGINT) into a flag the loop checks between updates."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: Ctrl-C cannot be caught here
+            self._old = None
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+class Trainer:
+    """A run: its corpus, model, parameters, optimizer and walk state, and its directory."""
+
+    def __init__(self, cfg: Config, out: Path, corpus: Corpus | None = None) -> None:
+        cfg.validate()
+        self.cfg, self.out = cfg, Path(out)
+        self.corpus = corpus if corpus is not None else load_corpus(cfg.corpus, cfg.seq_length)
+        if self.corpus.is_tweets and cfg.batch_size > 1:
+            raise ValueError("batch_size > 1 is not supported for tweet corpora (tweets differ in length)")
+        self.model = get_model(cfg.model)
+        self.ids = self.corpus.ids
+        self.n_train, self.val_starts, self.val_ends = split(self.corpus, cfg.val_fraction)
+        if self.n_train < cfg.seq_length + 1:
+            raise ValueError(f"only {self.n_train} training characters, fewer than seq_length + 1")
+        self.seg_starts, self.seg_ends = segments(self.corpus, cfg, self.n_train)
+        self.keep_tail = cfg.order == "chunks" or self.corpus.is_tweets
+        self.opt = make_optimizer(cfg.optimizer, cfg.eta)
+        self.rng = np.random.default_rng(cfg.seed)
+        params = self.model.init_params(self.corpus.K, cfg.m, cfg.sig, self.rng)
+        self.w, self.params = flatten(params)
+        self.dw, self.grads = flatten(params)
+        self.opt_state = self.opt.init_state(self.w)
+        self.best_w = self.w.copy()
+        self.best_loss, self.best_update = math.inf, 0
+        self.updates = self.epoch = self.group = self.offset = 0
+        self.plan = make_plan(self.seg_starts, self.seg_ends, cfg, self.rng)
+        self.state = self.model.zero_state(self.params, cfg.batch_size)
+        self.smooth_loss: float | None = None
+        self.seconds = 0.0
+        self.loss_hist: list[float] = []
+        self.smooth_hist: list[float] = []
+        self.time_hist: list[float] = []
+        self.epoch_starts: list[int] = [0]
+        self.val_hist: list[tuple[int, float]] = []
+        self.samples: list[dict] = []
+
+    # walk ------------------------------------------------------------------------------------
+    def updates_per_epoch(self) -> int:
+        lengths = self.plan[:, 0, 1] - self.plan[:, 0, 0]
+        return int(sum(steps_in(int(n), self.cfg.seq_length, self.keep_tail) for n in lengths))
+
+    def total_updates(self) -> int:
+        if self.cfg.n_updates is not None:
+            return self.cfg.n_updates
+        return self.cfg.n_epochs * self.updates_per_epoch()
+
+    def _batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """x, y of shape (T, B) at the current group and offset."""
+        group = self.plan[self.group]
+        length = int(group[0, 1] - group[0, 0])
+        T = min(self.cfg.seq_length, length - 1 - self.offset)
+        pos = group[:, 0][None, :] + self.offset + np.arange(T)[:, None]
+        return self.ids[pos], self.ids[pos + 1]
+
+    def _advance(self) -> None:
+        """Move the pointer on by seq_length; a new group resets h, a new epoch makes a new plan."""
+        L = self.cfg.seq_length
+        self.offset += L
+        length = int(self.plan[self.group, 0, 1] - self.plan[self.group, 0, 0])
+        if steps_in(length, L, self.keep_tail) > self.offset // L:
+            return
+        self.offset = 0
+        self.group += 1
+        self.state = self.model.zero_state(self.params, self.cfg.batch_size)
+        if self.group == len(self.plan):
+            self.group = 0
+            self.epoch += 1
+            self.epoch_starts.append(self.updates)
+            self.plan = make_plan(self.seg_starts, self.seg_ends, self.cfg, self.rng)
+
+    def done(self) -> bool:
+        if self.cfg.n_updates is not None:
+            return self.updates >= self.cfg.n_updates
+        return self.epoch >= self.cfg.n_epochs
+
+    # one update ------------------------------------------------------------------------------
+    def train_step(self) -> float:
+        """Loss, gradients, clipping and the optimizer update on one batch; h carried."""
+        x, y = self._batch()
+        h0 = self.state[0] if self.cfg.batch_size == 1 else self.state
+        loss, _, h_last = self.model.loss_and_grads(self.params, x[:, 0] if x.shape[1] == 1 else x,
+                                                    y[:, 0] if y.shape[1] == 1 else y, h0, self.grads)
+        if not math.isfinite(loss):
+            raise TrainingError(f"the loss became {loss} at update {self.updates + 1}; "
+                                f"the last good state is saved in {self.out / ckpt.CHECKPOINT} (try a smaller eta)")
+        clip(self.dw, self.cfg.clip)
+        self.opt.update(self.w, self.dw, self.opt_state)
+        self.state = h_last.reshape(self.state.shape)
+        return loss
+
+    def sample_now(self) -> dict:
+        """A sample from stream 0's current state with the current input character."""
+        x0 = int(self.ids[self.plan[self.group, 0, 0] + self.offset])
+        ids = synthesize(self.model, self.params, self.state[0], x0, self.cfg.sample_length, self.rng)
+        return {"update": self.updates, "smooth_loss": self.smooth_loss, "text": self.corpus.decode(ids)}
+
+    def validate_now(self) -> float:
+        return evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends)
+
+    # the loop --------------------------------------------------------------------------------
+    def run(self, progress: bool = True, on_sample=None, on_validate=None) -> dict:
+        """Train until done (or Ctrl-C); write the run directory; return the summary."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        has_val = len(self.val_starts) > 0
+        self.write_config()
+        bar = tqdm(total=self.total_updates(), initial=self.updates, disable=not progress,
+                   file=sys.stderr, unit="upd", mininterval=1.0, dynamic_ncols=True)
+        t0 = time.perf_counter() - self.seconds
+        status = "finished"
+        with _Interrupt() as interrupt:
+            while not self.done():
+                if cfg.sample_every and self.updates % cfg.sample_every == 0 and \
+                        (not self.samples or self.samples[-1]["update"] != self.updates):
+                    self.samples.append(self.sample_now())
+                    if on_sample:
+                        on_sample(self.samples[-1])
+                try:
+                    loss = self.train_step()
+                except TrainingError:
+                    self.seconds = time.perf_counter() - t0
+                    self.save()
+                    bar.close()
+                    raise
+                self.updates += 1
+                self.smooth_loss = loss if self.smooth_loss is None else 0.999 * self.smooth_loss + 0.001 * loss
+                self.seconds = time.perf_counter() - t0
+                self.loss_hist.append(loss)
+                self.smooth_hist.append(self.smooth_loss)
+                self.time_hist.append(self.seconds)
+                self._advance()
+                if has_val and (self.updates % cfg.val_every == 0 or self.done()):
+                    self._record_validation(on_validate)
+                elif not has_val and self.smooth_loss < self.best_loss:
+                    self.best_loss, self.best_update = self.smooth_loss, self.updates
+                    np.copyto(self.best_w, self.w)
+                if self.updates % cfg.checkpoint_every == 0:
+                    self.save()
+                bar.update(1)
+                if self.updates % 200 == 0:
+                    bar.set_postfix(smooth_loss=f"{self.smooth_loss:.3f}", refresh=False)
+                if interrupt.requested:
+                    status = "interrupted"
+                    break
+        bar.close()
+        if status == "finished" and cfg.sample_every and \
+                (not self.samples or self.samples[-1]["update"] != self.updates):
+            self.samples.append(self.sample_now())  # the state the run ends in
+            if on_sample:
+                on_sample(self.samples[-1])
+        self.seconds = time.perf_counter() - t0
+        self.save()
+        return self.write_summary(status)
+
+    def _record_validation(self, on_validate) -> None:
+        val = self.validate_now()
+        self.val_hist.append((self.updates, val))
+        if on_validate:
+            on_validate(self.updates, val)
+        if val < self.best_loss:
+            self.best_loss, self.best_update = val, self.updates
+            np.copyto(self.best_w, self.w)
+
+    # files -----------------------------------------------------------------------------------
+    def write_config(self) -> None:
+        ckpt.write_json(self.out / "config.json", {
+            **asdict(self.cfg),
+            "corpus": self.corpus.name,
+            "corpus_sha256": self.corpus.sha256,
+            "K": self.corpus.K,
+        })
+
+    def history_arrays(self) -> dict[str, np.ndarray]:
+        val = np.array(self.val_hist, dtype=np.float64).reshape(-1, 2)
+        return {
+            "loss": np.array(self.loss_hist),
+            "smooth_loss": np.array(self.smooth_hist),
+            "seconds": np.array(self.time_hist),
+            "epoch_starts": np.array(self.epoch_starts, dtype=np.int64),
+            "val_update": val[:, 0].astype(np.int64),
+            "val_loss": val[:, 1],
+        }
+
+    def save(self) -> None:
+        """checkpoint.npz (all a resume needs), history.npz and samples.json."""
+        history = self.history_arrays()
+        arrays = {"w": self.w, "best_w": self.best_w, "state": self.state, "plan": self.plan,
+                  **{f"opt_{k}": v for k, v in self.opt_state.items()}, **history}
+        meta = {
+            "config": asdict(self.cfg),
+            "corpus": {"name": self.corpus.name, "sha256": self.corpus.sha256, "chars": self.corpus.chars},
+            "param_shapes": {k: list(v.shape) for k, v in self.params.items()},
+            "updates": self.updates, "epoch": self.epoch, "group": self.group, "offset": self.offset,
+            "smooth_loss": self.smooth_loss, "best_loss": self.best_loss if self.best_loss < math.inf else None,
+            "best_update": self.best_update, "seconds": self.seconds,
+            "rng": self.rng.bit_generator.state, "samples": self.samples,
+        }
+        ckpt.save_arrays(self.out / ckpt.CHECKPOINT, arrays, meta)
+        ckpt.save_arrays(self.out / "history.npz", history)
+        ckpt.write_json(self.out / "samples.json", self.samples)
+
+    def write_summary(self, status: str) -> dict:
+        epochs_done = self.epoch + (self.updates - self.epoch_starts[-1]) / max(1, self.updates_per_epoch())
+        summary = {
+            "status": status,
+            "model": self.cfg.model,
+            "updates": self.updates,
+            "epochs": round(epochs_done, 4),
+            "best_smooth_loss": min(self.smooth_hist, default=None),
+            "best_val_loss": self.best_loss if self.val_hist else None,
+            "best_update": self.best_update,
+            "final_smooth_loss": self.smooth_loss,
+            "final_val_loss": self.val_hist[-1][1] if self.val_hist else None,
+            "seconds": round(self.seconds, 3),
+            "updates_per_s": round(self.updates / self.seconds, 1) if self.seconds else None,
+            "chars_per_update": self.cfg.seq_length * self.cfg.batch_size,
+            "n_train_chars": self.n_train,
+            "corpus": {**self.corpus.stats(self.cfg.seq_length)},
+        }
+        ckpt.write_json(self.out / "summary.json", summary)
+        return summary
+
+    @classmethod
+    def resume(cls, out: Path, n_updates: int | None = None, n_epochs: int | None = None) -> "Trainer":
+        """The trainer exactly as its last checkpoint left it; optionally a new stopping point."""
+        path = Path(out) / ckpt.CHECKPOINT
+        if not path.is_file():
+            raise TrainingError(f"{out}: no {ckpt.CHECKPOINT} to resume from")
+        arrays, meta = ckpt.load_arrays(path)
+        cfg = Config.from_dict(meta["config"])
+        if n_updates is not None or n_epochs is not None:
+            cfg.n_updates, cfg.n_epochs = n_updates, n_epochs
+        self = cls(cfg, out)
+        if self.corpus.sha256 != meta["corpus"]["sha256"]:
+            raise TrainingError(f"{out}: the corpus {self.corpus.name} is not the one this run was trained on")
+        self.w[...] = arrays["w"]
+        self.best_w[...] = arrays["best_w"]
+        for k in self.opt_state:
+            self.opt_state[k][...] = arrays[f"opt_{k}"]
+        self.state = arrays["state"].copy()
+        self.plan = arrays["plan"]
+        for k in ("updates", "epoch", "group", "offset", "best_update", "samples"):
+            setattr(self, k, meta[k])
+        self.smooth_loss, self.seconds = meta["smooth_loss"], meta["seconds"]
+        self.best_loss = math.inf if meta["best_loss"] is None else meta["best_loss"]
+        self.rng.bit_generator.state = meta["rng"]
+        self.loss_hist = arrays["loss"].tolist()
+        self.smooth_hist = arrays["smooth_loss"].tolist()
+        self.time_hist = arrays["seconds"].tolist()
+        self.epoch_starts = arrays["epoch_starts"].tolist()
+        self.val_hist = list(zip(arrays["val_update"].tolist(), arrays["val_loss"].tolist()))
+        return self
+
+
+def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True,
+          on_sample=None, on_validate=None) -> dict:
+    """Train a run into directory ``out`` (or resume it); the summary dict."""
+    if resume:
+        trainer = Trainer.resume(out, cfg.n_updates, cfg.n_epochs)
+    else:
+        trainer = Trainer(cfg, out)
+    return trainer.run(progress=progress, on_sample=on_sample, on_validate=on_validate)
