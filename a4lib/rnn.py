@@ -44,15 +44,35 @@ def _as_batch(x: np.ndarray, y: np.ndarray | None, h0: np.ndarray):
     return x, y, np.asarray(h0, dtype=np.float64), single
 
 
-def hidden_states(params: Params, x: np.ndarray, h0: np.ndarray) -> np.ndarray:
+class Workspace:
+    """Arrays reused from call to call, by name. Large temporaries allocated afresh on every
+    update cost page faults (they come from mmap); reusing them is much faster for B > 1.
+    What a call returns in its cache lives here until the next call with the same workspace."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple, dtype=np.float64) -> np.ndarray:
+        a = self._arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = self._arrays[name] = np.empty(shape, dtype)
+        return a
+
+
+_WORK = Workspace()  # loss_and_grads' own; forward/backward allocate afresh unless given one
+
+
+def hidden_states(params: Params, x: np.ndarray, h0: np.ndarray, work: Workspace | None = None) -> np.ndarray:
     """The forward recurrence. x (T, B) indices, h0 (B, m) -> H (T + 1, B, m) with H[0] = h0."""
+    work = Workspace() if work is None else work
+    T, (B, m) = x.shape[0], h0.shape
     W_T = params["W"].T
-    A = params["U"].T[x]  # (T, B, m): U x_t for every step at once
+    A = np.take(params["U"].T, x, axis=0, out=work.get("A", (T, B, m)))  # U x_t for all steps
     A += params["b"]
-    H = np.empty((x.shape[0] + 1,) + h0.shape)
+    H = work.get("H", (T + 1, B, m))
     H[0] = h0
-    a = np.empty(h0.shape)
-    for t in range(x.shape[0]):
+    a = work.get("a", (B, m))
+    for t in range(T):
         np.dot(H[t], W_T, out=a)
         a += A[t]
         np.tanh(a, out=H[t + 1])
@@ -65,31 +85,49 @@ def log_softmax(o: np.ndarray) -> np.ndarray:
     return o - np.log(np.exp(o).sum(axis=-1, keepdims=True))
 
 
-def forward(params: Params, x: np.ndarray, y: np.ndarray, h0: np.ndarray) -> tuple[float, dict]:
-    """Loss and the cache for ``backward``. x, y (T, B), h0 (B, m)."""
-    H = hidden_states(params, x, h0)
-    logP = log_softmax(H[1:] @ params["V"].T + params["c"])  # (T, B, K_out)
-    target = _flat_index(y, logP.shape[-1])
-    loss = -logP.reshape(-1)[target].sum() / y.shape[1]
-    return float(loss), {"x": x, "y": y, "target": target, "H": H, "logP": logP}
-
-
 def _flat_index(y: np.ndarray, K: int) -> np.ndarray:
     """Positions of entries [t, b, y[t, b]] in a flattened (T, B, K) array."""
     return np.arange(0, y.size * K, K) + y.reshape(-1)
 
 
-def backward(params: Params, cache: dict, grads: Params | None = None) -> Params:
-    """Gradients of the loss, unclipped; written into ``grads`` when given (same keys and shapes)."""
-    x, y, H, logP = cache["x"], cache["y"], cache["H"], cache["logP"]
+def forward(params: Params, x: np.ndarray, y: np.ndarray, h0: np.ndarray,
+            work: Workspace | None = None) -> tuple[float, dict]:
+    """Loss and the cache for ``backward``. x, y (T, B), h0 (B, m).
+
+    The cache holds H (T + 1, B, m) and P (T, B, K_out), the softmax outputs p_t.
+    """
+    work = Workspace() if work is None else work
+    H = hidden_states(params, x, h0, work)
+    T, B, m = H.shape[0] - 1, H.shape[1], H.shape[2]
+    K = params["V"].shape[0]
+    O = work.get("O", (T, B, K))
+    np.dot(H[1:].reshape(T * B, m), params["V"].T, out=O.reshape(T * B, K))
+    O += params["c"]
+    O -= O.max(axis=-1, keepdims=True)  # softmax is shift-invariant: no overflow in exp
+    P = np.exp(O, out=work.get("P", (T, B, K)))
+    Z = P.sum(axis=-1, keepdims=True)
+    P /= Z
+    target = _flat_index(y, K)
+    loss = (np.log(Z).sum() - O.reshape(-1)[target].sum()) / B  # -sum_t log p_t[y_t], over B
+    return float(loss), {"x": x, "y": y, "target": target, "H": H, "P": P}
+
+
+def backward(params: Params, cache: dict, grads: Params | None = None,
+             work: Workspace | None = None) -> Params:
+    """Gradients of the loss, unclipped; written into ``grads`` when given (same keys and shapes).
+
+    Overwrites cache["P"] (it becomes dL/do).
+    """
+    work = Workspace() if work is None else work
+    x, y, H = cache["x"], cache["y"], cache["H"]
     K_in = params["U"].shape[1]
     T, B = y.shape
     m = H.shape[-1]
     if grads is None:
         grads = {k: np.empty_like(v) for k, v in params.items()}
 
-    dO = np.exp(logP)  # p_t
-    dO.reshape(-1)[cache["target"]] -= 1.0  # dL/do_t = p_t - y_t (one-hot)
+    dO = cache["P"]  # p_t ...
+    dO.reshape(-1)[cache["target"]] -= 1.0  # ... - y_t (one-hot): dL/do_t
     if B > 1:
         dO /= B
     Hs = H[1:].reshape(T * B, m)
@@ -97,12 +135,15 @@ def backward(params: Params, cache: dict, grads: Params | None = None) -> Params
     np.dot(dO2.T, Hs, out=grads["V"])
     np.sum(dO2, axis=0, out=grads["c"])
 
-    dH_out = dO @ params["V"]  # (T, B, m): V^T dL/do_t
-    dtanh = 1.0 - H[1:] ** 2
-    dA = np.empty_like(dH_out)
+    dH_out = work.get("dH_out", (T, B, m))  # V^T dL/do_t for all steps
+    np.dot(dO2, params["V"], out=dH_out.reshape(T * B, m))
+    dtanh = np.square(H[1:], out=work.get("dtanh", (T, B, m)))  # becomes 1 - h_t^2
+    np.subtract(1.0, dtanh, out=dtanh)
+    dA = work.get("dA", (T, B, m))
     W = params["W"]
-    carry = np.zeros((B, m))  # W^T dL/da_{t+1}
-    dh = np.empty((B, m))
+    carry = work.get("carry", (B, m))  # W^T dL/da_{t+1}
+    carry.fill(0.0)
+    dh = work.get("dh", (B, m))
     for t in range(T - 1, -1, -1):
         np.add(dH_out[t], carry, out=dh)
         np.multiply(dh, dtanh[t], out=dA[t])
@@ -112,8 +153,10 @@ def backward(params: Params, cache: dict, grads: Params | None = None) -> Params
     np.dot(dA2.T, H[:-1].reshape(T * B, m), out=grads["W"])
     np.sum(dA2, axis=0, out=grads["b"])
     # column x_t of dU gathers dL/da_t: a scatter-add over (step, unit), no one-hot product
-    cells = (x.reshape(-1, 1) * m + np.arange(m)).reshape(-1)
-    grads["U"][...] = np.bincount(cells, weights=dA2.reshape(-1), minlength=K_in * m).reshape(K_in, m).T
+    cells = work.get("cells", (T * B, m), np.int64)
+    np.add((x.reshape(-1, 1) * m), np.arange(m), out=cells)
+    dU_T = np.bincount(cells.reshape(-1), weights=dA2.reshape(-1), minlength=K_in * m)
+    grads["U"][...] = dU_T.reshape(K_in, m).T
     return grads
 
 
@@ -123,8 +166,8 @@ def loss_and_grads(params: Params, x, y, h0, grads: Params | None = None) -> tup
     x, y: int arrays (T,) or (T, B); h0: (m,) or (B, m). h_last has the shape of h0.
     """
     x, y, h0, single = _as_batch(x, y, h0)
-    loss, cache = forward(params, x, y, h0)
-    grads = backward(params, cache, grads)
+    loss, cache = forward(params, x, y, h0, _WORK)
+    grads = backward(params, cache, grads, _WORK)
     h_last = cache["H"][-1]
     return loss, grads, (h_last[0] if single else h_last).copy()
 
@@ -132,7 +175,7 @@ def loss_and_grads(params: Params, x, y, h0, grads: Params | None = None) -> tup
 def loss_and_state(params: Params, x, y, h0) -> tuple[float, np.ndarray]:
     """The loss and the last hidden state, without gradients: for evaluation."""
     x, y, h0, single = _as_batch(x, y, h0)
-    loss, cache = forward(params, x, y, h0)
+    loss, cache = forward(params, x, y, h0, _WORK)
     h_last = cache["H"][-1]
     return loss, (h_last[0] if single else h_last).copy()
 
