@@ -48,6 +48,7 @@ def build_parser() -> Parser:
     stop = t.add_mutually_exclusive_group()
     stop.add_argument("--epochs", type=int, help="stop after this many epochs (default 2)")
     stop.add_argument("--updates", type=int, help="stop after this many updates")
+    t.add_argument("--max-seconds", type=float, help="also stop after this much training time")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--sample-every", type=int, default=10_000, help="updates between samples (0: none)")
     t.add_argument("--sample-length", type=int, default=200)
@@ -92,7 +93,7 @@ def build_parser() -> Parser:
 
 def cmd_train(a) -> int:
     cfg = Config(corpus=a.corpus, model=a.model, m=a.m, eta=a.eta, seq_length=a.seq_length, sig=a.sig,
-                 optimizer=a.optimizer, clip=a.clip, n_epochs=a.epochs, n_updates=a.updates, seed=a.seed,
+                 optimizer=a.optimizer, clip=a.clip, n_epochs=a.epochs, n_updates=a.updates, max_seconds=a.max_seconds, seed=a.seed,
                  sample_every=a.sample_every, sample_length=a.sample_length, batch_size=a.batch_size,
                  order=a.order, chunk_length=a.chunk_length, val_fraction=a.val_fraction,
                  val_every=a.val_every, checkpoint_every=a.checkpoint_every)

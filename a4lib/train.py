@@ -27,7 +27,7 @@ from . import checkpoint as ckpt
 from .corpus import Corpus, load_corpus
 from .models import MODEL_NAMES, get_model
 from .optim import OPTIMIZERS, clip, flatten, make_optimizer, unflatten
-from .sample import synthesize
+from .sample import generate, synthesize
 
 ORDERS = ("sequential", "chunks")
 
@@ -50,6 +50,7 @@ class Config:
     clip: float = 5.0
     n_epochs: int | None = 2
     n_updates: int | None = None
+    max_seconds: float | None = None
     seed: int = 0
     sample_every: int = 10_000
     sample_length: int = 200
@@ -76,6 +77,7 @@ class Config:
         need(self.n_epochs is not None or self.n_updates is not None, "give a number of epochs or of updates")
         need(self.n_epochs is None or self.n_epochs >= 1, f"n_epochs must be >= 1, got {self.n_epochs}")
         need(self.n_updates is None or self.n_updates >= 0, f"n_updates must be >= 0, got {self.n_updates}")
+        need(self.max_seconds is None or self.max_seconds > 0, f"max_seconds must be > 0, got {self.max_seconds}")
         need(self.sample_every >= 0, f"sample_every must be >= 0 (0: no samples), got {self.sample_every}")
         need(self.sample_length >= 0, f"sample_length must be >= 0, got {self.sample_length}")
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -255,6 +257,8 @@ class Trainer:
             self.plan = make_plan(self.seg_starts, self.seg_ends, self.cfg, self.rng)
 
     def done(self) -> bool:
+        if self.cfg.max_seconds is not None and self.seconds >= self.cfg.max_seconds:
+            return True
         if self.cfg.n_updates is not None:
             return self.updates >= self.cfg.n_updates
         return self.epoch >= self.cfg.n_epochs
@@ -275,10 +279,15 @@ class Trainer:
         return loss
 
     def sample_now(self) -> dict:
-        """A sample from stream 0's current state with the current input character."""
-        x0 = int(self.ids[self.plan[self.group, 0, 0] + self.offset])
-        ids = synthesize(self.model, self.params, self.state[0], x0, self.cfg.sample_length, self.rng)
-        return {"update": self.updates, "smooth_loss": self.smooth_loss, "text": self.corpus.decode(ids)}
+        """A sample from stream 0's current state with the current input character; for tweets,
+        a new tweet (h = 0, input EOT) up to its end-of-tweet character."""
+        if self.corpus.is_tweets:
+            text = generate(self.model, self.params, self.corpus, self.cfg.sample_length, self.rng)
+        else:
+            x0 = int(self.ids[self.plan[self.group, 0, 0] + self.offset])
+            ids = synthesize(self.model, self.params, self.state[0], x0, self.cfg.sample_length, self.rng)
+            text = self.corpus.decode(ids)
+        return {"update": self.updates, "smooth_loss": self.smooth_loss, "text": text}
 
     def validate_now(self) -> float:
         return evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends)
