@@ -84,7 +84,8 @@ def generate(model, params: dict, corpus, length: int = 1000, rng: np.random.Gen
     stop = None
     if corpus.is_tweets:
         stop = corpus.char_to_ix[EOT]
-        length = min(length, TWEET_MAX_CHARS + 1)
+        limit = max(0, TWEET_MAX_CHARS - len(prime))  # the tweet, prime included, fits in 280
+        length = min(length, limit + 1)  # one more draw to see whether the tweet ends there
         prime_ids = np.concatenate([[stop], corpus.encode(prime)])
     else:
         prime_ids = corpus.encode(prime) if prime else corpus.ids[:1]
@@ -92,4 +93,6 @@ def generate(model, params: dict, corpus, length: int = 1000, rng: np.random.Gen
     ids = synthesize(model, params, state, int(prime_ids[-1]), length, rng, temperature, top_p, stop)
     if ids and ids[-1] == stop:
         ids = ids[:-1]
+    if corpus.is_tweets:
+        ids = ids[:limit]
     return (prime if corpus.is_tweets else corpus.decode(prime_ids)) + corpus.decode(ids)

@@ -341,7 +341,9 @@ class Trainer:
         bar.close()
         if status == "finished" and cfg.sample_every and \
                 (not self.samples or self.samples[-1]["update"] != self.updates):
-            self.samples.append(self.sample_now())  # the state the run ends in
+            rng_state = self.rng.bit_generator.state  # a resumed run must draw what this one would have
+            self.samples.append({**self.sample_now(), "final": True})  # the state the run ends in
+            self.rng.bit_generator.state = rng_state
             if on_sample:
                 on_sample(self.samples[-1])
         self.seconds = time.perf_counter() - t0
@@ -435,8 +437,9 @@ class Trainer:
             self.opt_state[k][...] = arrays[f"opt_{k}"]
         self.state = arrays["state"].copy()
         self.plan = arrays["plan"]
-        for k in ("updates", "epoch", "group", "offset", "best_update", "samples"):
+        for k in ("updates", "epoch", "group", "offset", "best_update"):
             setattr(self, k, meta[k])
+        self.samples = [s for s in meta["samples"] if not s.get("final")]  # drawn off the record
         self.smooth_loss, self.seconds = meta["smooth_loss"], meta["seconds"]
         self.best_loss = math.inf if meta["best_loss"] is None else meta["best_loss"]
         self.rng.bit_generator.state = meta["rng"]
