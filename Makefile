@@ -1,12 +1,41 @@
 # a4lib: `make report` builds the submission, `make test` runs every check.
 # Both create the virtual environment .venv and install the project into it when needed.
+#
+#   make report                  the full assignment run -> report/report.html, report/report.pdf
+#   make report QUICK=1          a small run (under a minute), same sections
+#   make report CORPUS=path ETA=0.05 M=100 SEQ_LENGTH=25 SIG=0.01 SEED=0 N_UPDATES=... N_EPOCHS=2
+#   make report OUT=dir          everything (HTML, PDF, figures, run, build files) under dir
+#   make report PDF=0            the HTML only;  FORCE=1  redo the check, benchmark and training
+#   make lab                     the notebooks in JupyterLab (installed into .venv on first use;
+#                                LAB_ARGS=--no-browser and other jupyter-lab options pass on)
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test bench clean
+# The browser that prints the PDF: the first of these on PATH, or CHROMIUM=/path/to/chrome.
+CHROMIUM ?= $(firstword $(foreach b,chromium chromium-browser google-chrome google-chrome-stable,$(shell command -v $(b) 2>/dev/null)))
+
+# make variable -> report/build.py option (only those given are passed on)
+REPORT_ARGS = $(if $(filter-out 0,$(QUICK)),--quick) \
+	$(if $(CORPUS),--corpus '$(CORPUS)') \
+	$(if $(M),--m $(M)) \
+	$(if $(ETA),--eta $(ETA)) \
+	$(if $(SEQ_LENGTH),--seq-length $(SEQ_LENGTH)) \
+	$(if $(SIG),--sig $(SIG)) \
+	$(if $(OPTIMIZER),--optimizer $(OPTIMIZER)) \
+	$(if $(N_UPDATES),--n-updates $(N_UPDATES)) \
+	$(if $(N_EPOCHS),--n-epochs $(N_EPOCHS)) \
+	$(if $(SEED),--seed $(SEED)) \
+	$(if $(SAMPLE_EVERY),--sample-every $(SAMPLE_EVERY)) \
+	$(if $(SAMPLE_LENGTH),--sample-length $(SAMPLE_LENGTH)) \
+	$(if $(OUT),--out '$(OUT)') \
+	$(if $(RUN),--run '$(RUN)') \
+	$(if $(filter-out 0,$(FORCE)),--force) \
+	$(if $(filter 0,$(PDF)),--no-pdf,$(if $(CHROMIUM),--chromium '$(CHROMIUM)'))
+
+.PHONY: venv test bench report lab clean
 
 venv: $(STAMP)
 
@@ -21,6 +50,16 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m a4lib bench
+
+report: $(STAMP)
+	$(PY) report/build.py $(strip $(REPORT_ARGS))
+
+# JupyterLab is not a dependency: installed into the venv the first time it is asked for.
+lab: $(STAMP)
+	@$(VENV)/bin/jupyter-lab --version >/dev/null 2>&1 || $(PY) -m pip install --quiet jupyterlab
+	JUPYTER_PATH="$(abspath $(VENV))/share/jupyter" JUPYTER_PLATFORM_DIRS=1 \
+	  $(VENV)/bin/jupyter-lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf runs figures/*.png report/report.html report/report.pdf report/build

@@ -1,0 +1,123 @@
+"""The figures: a run's loss curve with its epochs marked, and comparisons of several runs.
+
+Every function builds a ``matplotlib.figure.Figure`` without pyplot (no global state, no GUI
+backend, nothing shown as a side effect) and returns it; ``save`` writes it as PNG. A history is
+anything with the keys of a run's ``history.npz``: ``smooth_loss`` (per update), and optionally
+``loss``, ``epoch_starts``, ``val_update`` and ``val_loss``.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+#: epochs up to this many get a label each; more get unlabelled boundary lines only
+MAX_EPOCH_LABELS = 12
+
+_thousands = FuncFormatter(lambda x, _pos: f"{x:,.0f}")
+
+
+def _updates(n: int) -> np.ndarray:
+    """The update numbers 1..n that the per-update arrays are indexed by."""
+    return np.arange(1, n + 1)
+
+
+def mark_epochs(ax, epoch_starts, n_updates: int, label: bool = True) -> int:
+    """Dashed lines where epochs 2, 3, ... begin, and "epoch k" above each epoch's span.
+
+    ``epoch_starts`` holds the update count at which each epoch began (0 first); a start at or
+    beyond ``n_updates`` (an epoch that had not begun training) is left out. Returns the number
+    of epochs drawn.
+    """
+    starts = [int(s) for s in np.asarray(epoch_starts, dtype=np.int64).ravel() if 0 <= s < n_updates]
+    if not starts or starts[0] != 0:
+        starts = [0] + starts
+    for s in starts[1:]:
+        ax.axvline(s, color="0.45", linestyle="--", linewidth=0.8, zorder=1)
+    if label and len(starts) <= MAX_EPOCH_LABELS:
+        ends = starts[1:] + [n_updates]
+        for k, (a, b) in enumerate(zip(starts, ends), start=1):
+            if (b - a) >= 0.06 * n_updates:  # room for the label
+                ax.text((a + b) / 2, 1.01, f"epoch {k}", transform=ax.get_xaxis_transform(),
+                        ha="center", va="bottom", fontsize=8.5, color="0.3", clip_on=False)
+    return len(starts)
+
+
+def loss_curve(history: Mapping, *, title: str | None = None, raw: bool = False,
+               best_update: int | None = None, figsize=(8.0, 4.0)) -> Figure:
+    """The smooth loss against the update number, epoch boundaries dashed and labelled.
+
+    raw: also draw the per-update loss, faintly. best_update: mark the smooth loss there.
+    A held-out loss (``val_update``, ``val_loss``, mean per character) goes on a second axis.
+    """
+    smooth = np.asarray(history["smooth_loss"], dtype=np.float64)
+    n = len(smooth)
+    x = _updates(n)
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot()
+    if raw and "loss" in history and len(history["loss"]) == n:
+        ax.plot(x, np.asarray(history["loss"]), color="tab:blue", alpha=0.15, linewidth=0.5, label="loss")
+    ax.plot(x, smooth, color="tab:blue", linewidth=1.4, label="smooth loss")
+    if best_update is not None and 1 <= best_update <= n:
+        ax.plot([best_update], [smooth[best_update - 1]], "o", color="tab:red", markersize=5,
+                label=f"best: update {best_update:,}", zorder=3)
+    n_epochs = mark_epochs(ax, history.get("epoch_starts", [0]), n) if n else 0
+    if n_epochs > 1:
+        ax.plot([], [], color="0.45", linestyle="--", linewidth=0.8, label="epoch boundary")
+    ax.set_xlabel("update")
+    ax.set_ylabel("smooth loss (sum over the sequence)")
+    ax.xaxis.set_major_formatter(_thousands)
+    ax.set_xlim(0, max(n, 1) * 1.015)  # room for the marker at the last update
+    ax.grid(True, alpha=0.3)
+    val_x = np.asarray(history.get("val_update", []))
+    if len(val_x):
+        ax2 = ax.twinx()
+        ax2.plot(val_x, np.asarray(history["val_loss"]), color="tab:orange", marker=".", linewidth=1,
+                 label="held-out loss")
+        ax2.set_ylabel("held-out loss per character")
+        lines, labels = ax.get_legend_handles_labels()
+        lines2, labels2 = ax2.get_legend_handles_labels()
+        ax.legend(lines + lines2, labels + labels2, loc="upper right", bbox_to_anchor=(1, 0.9))
+    else:
+        ax.legend(loc="upper right", bbox_to_anchor=(1, 0.9))
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def compare(histories: Mapping[str, Mapping], *, key: str = "smooth_loss", title: str | None = None,
+            xlabel: str = "update", ylabel: str | None = None, figsize=(8.0, 4.0)) -> Figure:
+    """Several runs' curves of ``key`` (one label each) on one axis, e.g. for different eta or m."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot()
+    for label, history in histories.items():
+        y = np.asarray(history[key], dtype=np.float64)
+        ax.plot(_updates(len(y)), y, linewidth=1.2, label=str(label))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel or key.replace("_", " "))
+    ax.xaxis.set_major_formatter(_thousands)
+    ax.grid(True, alpha=0.3)
+    if histories:
+        ax.legend()
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def png_bytes(fig: Figure, dpi: int = 150) -> bytes:
+    """The figure as PNG data."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
+    """Write the figure as PNG to ``path`` (folders made as needed); the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png_bytes(fig, dpi))
+    return path
