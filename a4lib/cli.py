@@ -58,6 +58,7 @@ def build_parser() -> Parser:
     t.add_argument("--val-fraction", type=float, default=0.0, help="hold out the final part of the text")
     t.add_argument("--val-every", type=int, default=1000, help="updates between held-out evaluations")
     t.add_argument("--checkpoint-every", type=int, default=10_000)
+    t.add_argument("--backend", default="auto", help="auto | numpy | numba (auto: numba where installed, rnn only)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out (optionally to new --updates/--epochs)")
     t.add_argument("--quiet", action="store_true", help="no progress bar, no samples on stdout")
 
@@ -87,6 +88,7 @@ def build_parser() -> Parser:
     b.add_argument("--batch-size", type=int, default=1)
     b.add_argument("--updates", type=int, default=2000)
     b.add_argument("--reference-updates", type=int, help="default: --updates / 4")
+    b.add_argument("--backend", default="auto", help="auto | numpy | numba")
     b.add_argument("--json", action="store_true", help="one JSON line")
     return p
 
@@ -96,7 +98,7 @@ def cmd_train(a) -> int:
                  optimizer=a.optimizer, clip=a.clip, n_epochs=a.epochs, n_updates=a.updates, max_seconds=a.max_seconds, seed=a.seed,
                  sample_every=a.sample_every, sample_length=a.sample_length, batch_size=a.batch_size,
                  order=a.order, chunk_length=a.chunk_length, val_fraction=a.val_fraction,
-                 val_every=a.val_every, checkpoint_every=a.checkpoint_every)
+                 val_every=a.val_every, checkpoint_every=a.checkpoint_every, backend=a.backend)
     if cfg.n_epochs is None and cfg.n_updates is None and not a.resume:
         cfg.n_epochs = 2
     if a.resume:
@@ -133,7 +135,7 @@ def cmd_gradcheck(a) -> int:
     results = run_checks(corpus, a.m or [5, 100], a.seq_length, a.model, a.h, a.tol, a.sig)
     for r in results:
         title = (f"{r['model']} m={r['m']} sig={r['sig']} seq_length={r['seq_length']} K={r['K']} h={r['h']} "
-                 f"({r['seconds']} s): {'ok' if r['ok'] else 'FAILED'} (tolerance {r['tol']:.0e})")
+                 f"({r['seconds']} s): {'ok' if r['ok'] else 'FAILED'} (tolerance {r['tol']:.0e}, floor {r['floor']:.1e})")
         print(format_table(r["table"], title) + "\n")
     if a.json:
         ckpt.write_json(a.json, results)
@@ -141,12 +143,13 @@ def cmd_gradcheck(a) -> int:
 
 
 def bench(corpus_spec: str | None, m: int, seq_length: int, batch_size: int, updates: int,
-          reference_updates: int) -> dict:
+          reference_updates: int, backend: str = "auto") -> dict:
     """Updates/s and characters/s of the real training step and of reference.py, same corpus."""
     from . import reference
 
     cfg = Config(corpus=corpus_spec, m=m, seq_length=seq_length, batch_size=batch_size, n_updates=updates,
-                 sample_every=0)
+                 sample_every=0, backend=backend)
+    cfg.validate()
     trainer = Trainer(cfg, Path("unused"))  # run() is never called: nothing is written
     for _ in range(10):  # warm-up (and JIT, where compiled)
         trainer.train_step()
@@ -170,7 +173,7 @@ def bench(corpus_spec: str | None, m: int, seq_length: int, batch_size: int, upd
     ref = reference_updates / (time.perf_counter() - start)
     return {
         "corpus": trainer.corpus.name, "K": trainer.corpus.K, "m": m, "seq_length": seq_length,
-        "batch_size": batch_size, "updates": updates, "reference_updates": reference_updates,
+        "batch_size": batch_size, "backend": trainer.backend, "updates": updates, "reference_updates": reference_updates,
         "updates_per_s": round(fast, 1), "reference_updates_per_s": round(ref, 1),
         "chars_per_s": round(fast * seq_length * batch_size), "reference_chars_per_s": round(ref * seq_length),
         "speedup": round(fast * batch_size / ref, 2),
@@ -181,12 +184,12 @@ def cmd_bench(a) -> int:
     ref_updates = a.reference_updates if a.reference_updates is not None else max(1, a.updates // 4)
     if min(a.m, a.seq_length, a.batch_size, a.updates, ref_updates) < 1:
         raise UsageError("--m, --seq-length, --batch-size, --updates and --reference-updates must be >= 1")
-    r = bench(a.corpus, a.m, a.seq_length, a.batch_size, a.updates, ref_updates)
+    r = bench(a.corpus, a.m, a.seq_length, a.batch_size, a.updates, ref_updates, a.backend)
     if a.json:
         print(json.dumps(r))
     else:
         print(f"corpus {r['corpus']} (K={r['K']}), m={r['m']}, seq_length={r['seq_length']}, "
-              f"B={r['batch_size']}, float64, one thread\n"
+              f"B={r['batch_size']}, backend {r['backend']}, float64, one thread\n"
               f"  a4lib step     {r['updates_per_s']:10.1f} updates/s {r['chars_per_s']:12d} chars/s\n"
               f"  reference.py   {r['reference_updates_per_s']:10.1f} updates/s {r['reference_chars_per_s']:12d} chars/s\n"
               f"  speed-up (chars/s) {r['speedup']:.2f}x")

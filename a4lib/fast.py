@@ -33,6 +33,8 @@ import threading
 
 import numpy as np
 
+from .rnn import init_params, step, zero_state  # noqa: F401  (the model's other functions are rnn's)
+
 Params = dict[str, np.ndarray]
 NAMES = ("U", "W", "V", "b", "c")
 

@@ -7,16 +7,39 @@
   ``loss(params, x, y, h0) -> float``;
 - ``step(params, state, ix) -> (state, logits)`` for synthesis, state (B, S), ix (B,);
 - ``zero_state(params, batch=None)``: the state a sequence starts from, (S,) or (batch, S).
+
+A backend chooses the implementation: "numpy" (``a4lib.rnn``, ``a4lib.lstm``), "numba"
+(``a4lib.fast``, the vanilla RNN compiled; equal to numpy to rounding), or "auto": numba where it
+is installed and implements the model, numpy otherwise.
 """
 from __future__ import annotations
 
 from types import ModuleType
 
 MODEL_NAMES = ("rnn", "lstm")
+BACKENDS = ("auto", "numpy", "numba")
 
 
-def get_model(name: str) -> ModuleType:
-    """The module implementing model ``name``."""
+def resolve_backend(name: str, backend: str = "auto") -> str:
+    """The backend that will run model ``name``: "numpy" or "numba"."""
+    from . import fast
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend == "auto":
+        return "numba" if name == "rnn" and fast.available() else "numpy"
+    if backend == "numba" and name != "rnn":
+        raise ValueError(f"the numba backend implements the rnn only, not {name!r} (use --backend numpy)")
+    if backend == "numba" and not fast.available():
+        raise ValueError("numba is not installed: pip install 'a4lib[fast]', or use --backend numpy")
+    return backend
+
+
+def get_model(name: str, backend: str = "numpy") -> ModuleType:
+    """The module implementing model ``name`` on ``backend`` (see ``resolve_backend``)."""
+    if name == "rnn" and resolve_backend(name, backend) == "numba":
+        from . import fast
+        return fast
     if name == "rnn":
         from . import rnn
         return rnn

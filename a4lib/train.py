@@ -25,7 +25,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .corpus import Corpus, load_corpus
-from .models import MODEL_NAMES, get_model
+from .models import BACKENDS, MODEL_NAMES, get_model, resolve_backend
 from .optim import OPTIMIZERS, clip, flatten, make_optimizer, unflatten
 from .sample import generate, synthesize
 
@@ -60,6 +60,7 @@ class Config:
     val_fraction: float = 0.0
     val_every: int = 1000
     checkpoint_every: int = 10_000
+    backend: str = "auto"
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad value."""
@@ -68,6 +69,7 @@ class Config:
                 raise ValueError(what)
         need(self.model in MODEL_NAMES, f"unknown model {self.model!r} (choose from {', '.join(MODEL_NAMES)})")
         need(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+        need(self.backend in BACKENDS, f"unknown backend {self.backend!r} (choose from {', '.join(BACKENDS)})")
         need(self.order in ORDERS, f"unknown order {self.order!r} (choose from {', '.join(ORDERS)})")
         need(self.m >= 1, f"m must be >= 1, got {self.m}")
         need(self.eta > 0 and math.isfinite(self.eta), f"eta must be a positive number, got {self.eta}")
@@ -195,7 +197,8 @@ class Trainer:
         self.corpus = corpus if corpus is not None else load_corpus(cfg.corpus, cfg.seq_length)
         if self.corpus.is_tweets and cfg.batch_size > 1:
             raise ValueError("batch_size > 1 is not supported for tweet corpora (tweets differ in length)")
-        self.model = get_model(cfg.model)
+        self.backend = resolve_backend(cfg.model, cfg.backend)
+        self.model = get_model(cfg.model, self.backend)
         self.ids = self.corpus.ids
         self.n_train, self.val_starts, self.val_ends = split(self.corpus, cfg.val_fraction)
         if self.n_train < cfg.seq_length + 1:
@@ -366,6 +369,7 @@ class Trainer:
             "corpus": self.corpus.name,
             "corpus_sha256": self.corpus.sha256,
             "K": self.corpus.K,
+            "backend_used": self.backend,
         })
 
     def history_arrays(self) -> dict[str, np.ndarray]:
@@ -402,6 +406,7 @@ class Trainer:
         summary = {
             "status": status,
             "model": self.cfg.model,
+            "backend": self.backend,
             "updates": self.updates,
             "epochs": round(epochs_done, 4),
             "best_smooth_loss": min(self.smooth_hist, default=None),

@@ -46,11 +46,13 @@ def rnn_problem():
 
 @pytest.fixture
 def tiny_config():
-    """Factory: a Config small enough to train in well under a second."""
+    """Factory: a Config small enough to train in well under a second; the numpy backend (the
+    numba one is compared with it in test_train.py)."""
 
     def make(corpus, **overrides) -> Config:
         kw = dict(corpus=str(corpus), m=8, seq_length=5, sig=0.1, n_updates=20, n_epochs=None,
-                  sample_every=0, sample_length=10, checkpoint_every=10_000)
+                  sample_every=0, sample_length=10, checkpoint_every=10_000,
+                  backend="numpy")
         kw.update(overrides)
         return Config(**kw)
 

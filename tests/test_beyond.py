@@ -49,7 +49,7 @@ def test_batch_is_the_mean_of_its_streams():
 def test_batch_size_one_is_the_handout_run(tmp_path):
     """--batch-size 1 walks the text exactly as the handout: same parameters as the plain walk."""
     path = small_text(tmp_path)
-    cfg = dict(corpus=str(path), m=8, n_epochs=None, n_updates=300, sample_every=0, seed=3)
+    cfg = dict(corpus=str(path), m=8, n_epochs=None, n_updates=300, sample_every=0, seed=3, backend="numpy")
     a = Trainer(Config(**cfg), tmp_path / "a")
     a.run(progress=False)
     # the handout's loop, written out here with the same model and optimizer

@@ -213,3 +213,41 @@ def test_run_checks_and_table(small_text):
     lines = text.splitlines()
     assert lines[0] == "title" and len(lines) == 2 + 5
     assert [ln.split()[0] for ln in lines[2:]] == ["U", "W", "V", "b", "c"]
+
+
+def test_floor_is_the_round_off_of_a_centred_difference():
+    """floor = 10 eps |L| / h / tol, never below 1e-8; and it is what check() divides by."""
+    eps = np.finfo(np.float64).eps
+    assert gradcheck.check_floor(115.0, 1e-4, 1e-4) == pytest.approx(10 * eps * 115 / 1e-4 / 1e-4)
+    assert gradcheck.check_floor(0.5, 1e-4, 1e-4) == pytest.approx(10 * eps / 1e-4 / 1e-4)  # |L| < 1 counts as 1
+    assert gradcheck.check_floor(1.0, 1.0, 1.0) == 1e-8
+    ga, gn = {"a": np.array([1e-9])}, {"a": np.array([0.0])}
+    assert gradcheck.relative_errors(ga, gn, floor=1e-5)["a"]["max_rel"] == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("model_name", ["rnn", "lstm"])
+def test_handout_sig_check_passes_and_a_small_error_fails(model_name, tmp_path):
+    """At the handout's sig = 0.01 (m = 5) the check passes for both models, round-off and all;
+    the same check fails when one gradient array is 0.1 % off."""
+    from a4lib import load_corpus
+    from a4lib.models import get_model
+
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog, again and again. " * 3, encoding="utf-8")
+    corpus = load_corpus(str(text), 25)
+    [result] = gradcheck.run_checks(corpus, [5], 25, model_name, sig=0.01)
+    assert result["ok"], result["table"]
+
+    model = get_model(model_name)
+    params = model.init_params(corpus.K, 5, 0.01, np.random.default_rng(0))
+    x, y = corpus.ids[:25], corpus.ids[1:26]
+
+    def off(p, x, y, h0, grads=None):
+        loss, g, h = model.loss_and_grads(p, x, y, h0)
+        g = {k: v.copy() for k, v in g.items()}
+        g["W"] *= 1.001
+        return loss, g, h
+
+    bad = types.SimpleNamespace(loss=model.loss, loss_and_grads=off)
+    table = gradcheck.check(bad, params, x, y, model.zero_state(params))
+    assert table["W"]["max_rel"] > TOL

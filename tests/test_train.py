@@ -13,6 +13,8 @@ import pytest
 
 from a4lib import Trainer, TrainingError, evaluate, generate, load_corpus, reference, rnn, train
 from a4lib import checkpoint as ckpt
+from a4lib import fast
+from a4lib.models import get_model, resolve_backend
 
 
 class Recorder:
@@ -453,3 +455,29 @@ def test_learns_a_markov_chain_to_its_entropy_rate(tmp_path, tiny_config):
     held = corpus.encode(markov_text(P, 20_000, 2, "abcd"))
     loss = evaluate(rnn, params, held, np.array([0]), np.array([len(held)]))
     assert abs(loss - H) / H < 0.05, (loss, H)
+
+
+# --- backends -------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not fast.available(), reason="numba is not installed")
+def test_numba_backend_trains_the_numpy_run(small_text, tmp_path, tiny_config):
+    """The same run on both backends: equal to rounding, and each backend recorded."""
+    runs = {}
+    for backend in ("numpy", "numba"):
+        summary = train(tiny_config(small_text, n_updates=200, batch_size=2, val_fraction=0.2, val_every=50,
+                                    backend=backend), tmp_path / backend, progress=False)
+        assert summary["backend"] == backend
+        assert json.loads((tmp_path / backend / "config.json").read_text())["backend_used"] == backend
+        runs[backend] = ckpt.load_params(tmp_path / backend, "last")[0]
+    for k in runs["numpy"]:
+        np.testing.assert_allclose(runs["numba"][k], runs["numpy"][k], rtol=1e-9, atol=1e-12)
+
+
+def test_auto_backend_is_numba_for_the_rnn_only():
+    assert resolve_backend("lstm", "auto") == "numpy"
+    assert resolve_backend("rnn", "auto") == ("numba" if fast.available() else "numpy")
+    assert get_model("rnn", "numpy") is rnn
+    with pytest.raises(ValueError, match="rnn only"):
+        resolve_backend("lstm", "numba")
+    with pytest.raises(ValueError, match="unknown backend"):
+        resolve_backend("rnn", "cuda")
