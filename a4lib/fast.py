@@ -338,9 +338,19 @@ def _input_grads(x, D, gb, gU):
                 gU[i, xi] += d
 
 
+def _clip_adagrad(w, dw, M, eta, eps, limit):
+    for i in range(w.size):
+        g = dw[i]
+        if limit > 0.0:
+            g = min(max(g, -limit), limit)
+            dw[i] = g
+        M[i] += g * g
+        w[i] -= (g / math.sqrt(M[i] + eps)) * eta  # numpy's order of operations: bit for bit
+
+
 _INLINE = ("_fma", "_expm1_parts", "_row_max", "_row_sum")
 _KERNELS = ("_tanh_inplace", "_exp_nonpos_inplace", "_check_indices", "_transpose", "_input_grads",
-            "_forward", "_forward_step", "_softmax_loss", "_backward", "_backward_step")
+            "_forward", "_forward_step", "_softmax_loss", "_backward", "_backward_step", "_clip_adagrad")
 _built = False
 _build_lock = threading.Lock()
 
@@ -564,3 +574,13 @@ def loss_and_state(params: Params, x, y, h0) -> tuple[float, np.ndarray]:
 def loss(params: Params, x, y, h0) -> float:
     """The loss only."""
     return loss_and_state(params, x, y, h0)[0]
+
+
+def clip_adagrad(w: np.ndarray, dw: np.ndarray, M: np.ndarray, eta: float, eps: float, limit: float) -> None:
+    """``optim.clip(dw, limit)`` then ``optim.AdaGrad(eta, eps).update(w, dw, {"M": M})`` in one
+    pass over the flat float64 vectors (in place, the same bits; limit <= 0 or inf: no clipping)."""
+    _build()
+    if not (w.shape == dw.shape == M.shape and w.ndim == 1 and
+            all(a.dtype is _F64 and a.flags.c_contiguous for a in (w, dw, M))):
+        raise ValueError("clip_adagrad needs three contiguous float64 vectors of one length")
+    _clip_adagrad(w, dw, M, float(eta), float(eps), float(limit) if 0 < limit < math.inf else 0.0)

@@ -147,7 +147,8 @@ def backward(params: Params, cache: dict, grads: Params | None = None,
     for t in range(T - 1, -1, -1):
         np.add(dH_out[t], carry, out=dh)
         np.multiply(dh, dtanh[t], out=dA[t])
-        np.dot(dA[t], W, out=carry)
+        if t:  # W^T dL/da_0 would only feed h0
+            np.dot(dA[t], W, out=carry)
 
     dA2 = dA.reshape(T * B, m)
     np.dot(dA2.T, H[:-1].reshape(T * B, m), out=grads["W"])

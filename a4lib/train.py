@@ -206,6 +206,8 @@ class Trainer:
         self.seg_starts, self.seg_ends = segments(self.corpus, cfg, self.n_train)
         self.keep_tail = cfg.order == "chunks" or self.corpus.is_tweets
         self.opt = make_optimizer(cfg.optimizer, cfg.eta)
+        # the numba backend clips and applies AdaGrad in one pass (the same bits as clip + update)
+        self.fused_adagrad = self.backend == "numba" and cfg.optimizer == "adagrad"
         self.rng = np.random.default_rng(cfg.seed)
         params = self.model.init_params(self.corpus.K, cfg.m, cfg.sig, self.rng)
         self.w, self.params = flatten(params)
@@ -276,8 +278,11 @@ class Trainer:
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at update {self.updates + 1}; "
                                 f"the last good state is saved in {self.out / ckpt.CHECKPOINT} (try a smaller eta)")
-        clip(self.dw, self.cfg.clip)
-        self.opt.update(self.w, self.dw, self.opt_state)
+        if self.fused_adagrad:
+            self.model.clip_adagrad(self.w, self.dw, self.opt_state["M"], self.opt.eta, self.opt.eps, self.cfg.clip)
+        else:
+            clip(self.dw, self.cfg.clip)
+            self.opt.update(self.w, self.dw, self.opt_state)
         self.state = h_last.reshape(self.state.shape)
         return loss
 

@@ -227,3 +227,20 @@ def test_without_numba_import_works_and_calls_raise():
             "    raise SystemExit('no RuntimeError')\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("limit", [5.0, 0.0, np.inf])
+def test_clip_adagrad_is_clip_then_adagrad_bit_for_bit(limit):
+    """The fused step equals optim.clip + AdaGrad.update exactly, for clipped and unclipped entries."""
+    from a4lib.optim import AdaGrad, clip
+
+    rng = np.random.default_rng(1)
+    w, dw, M = rng.standard_normal(5000), 8 * rng.standard_normal(5000), rng.random(5000)
+    w2, dw2, M2 = w.copy(), dw.copy(), M.copy()
+    clip(dw, limit)
+    AdaGrad(eta=0.1, eps=1e-8).update(w, dw, {"M": M})
+    fast.clip_adagrad(w2, dw2, M2, 0.1, 1e-8, limit)
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(M2, M)
+    np.testing.assert_array_equal(w2, w)
+    assert (np.abs(dw) > 5).any() == (limit != 5.0)  # the data did need clipping
