@@ -93,6 +93,21 @@ def build_parser() -> Parser:
     return p
 
 
+# train options a resume may give: where to stop, and how to run. Every other one must be the run's
+# own (the corpus is checked by its sha256 instead).
+RESUME_MAY_SET = {"command", "out", "resume", "quiet", "epochs", "updates", "max_seconds", "corpus"}
+
+
+def _check_resume_settings(a, stored: dict) -> None:
+    """A setting given with --resume must be the run's own: resuming never changes hyperparameters."""
+    defaults = vars(build_parser().parse_args(["train", "--out", "-"]))
+    for name, value in vars(a).items():
+        if name in RESUME_MAY_SET or value == defaults[name] or stored.get(name, value) == value:
+            continue
+        raise UsageError(f"{a.out} was trained with {name} = {stored[name]!r}; --resume continues it with its "
+                         f"own settings (drop --{name.replace('_', '-')}, or train a new run)")
+
+
 def cmd_train(a) -> int:
     cfg = Config(corpus=a.corpus, model=a.model, m=a.m, eta=a.eta, seq_length=a.seq_length, sig=a.sig,
                  optimizer=a.optimizer, clip=a.clip, n_epochs=a.epochs, n_updates=a.updates, max_seconds=a.max_seconds, seed=a.seed,
@@ -104,6 +119,7 @@ def cmd_train(a) -> int:
     if a.resume:
         if not (a.out / ckpt.CHECKPOINT).is_file():
             raise UsageError(f"{a.out}: no run to resume (no {ckpt.CHECKPOINT})")
+        _check_resume_settings(a, ckpt.load_arrays(a.out / ckpt.CHECKPOINT)[1]["config"])
     else:
         cfg.validate()
         if (a.out / ckpt.CHECKPOINT).exists():

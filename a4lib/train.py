@@ -429,15 +429,20 @@ class Trainer:
         return summary
 
     @classmethod
-    def resume(cls, out: Path, n_updates: int | None = None, n_epochs: int | None = None) -> "Trainer":
-        """The trainer exactly as its last checkpoint left it; optionally a new stopping point."""
+    def resume(cls, out: Path, n_updates: int | None = None, n_epochs: int | None = None,
+               max_seconds: float | None = None) -> "Trainer":
+        """The trainer exactly as its last checkpoint left it; optionally a new stopping point: a new
+        number of updates or epochs replaces the old target and time budget, a new max_seconds
+        (total training time) the budget."""
         path = Path(out) / ckpt.CHECKPOINT
         if not path.is_file():
             raise TrainingError(f"{out}: no {ckpt.CHECKPOINT} to resume from")
         arrays, meta = ckpt.load_arrays(path)
         cfg = Config.from_dict(meta["config"])
         if n_updates is not None or n_epochs is not None:
-            cfg.n_updates, cfg.n_epochs = n_updates, n_epochs
+            cfg.n_updates, cfg.n_epochs, cfg.max_seconds = n_updates, n_epochs, None
+        if max_seconds is not None:
+            cfg.max_seconds = max_seconds
         self = cls(cfg, out)
         if self.corpus.sha256 != meta["corpus"]["sha256"]:
             raise TrainingError(f"{out}: the corpus {self.corpus.name} is not the one this run was trained on")
@@ -465,7 +470,7 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True,
           on_sample=None, on_validate=None) -> dict:
     """Train a run into directory ``out`` (or resume it); the summary dict."""
     if resume:
-        trainer = Trainer.resume(out, cfg.n_updates, cfg.n_epochs)
+        trainer = Trainer.resume(out, cfg.n_updates, cfg.n_epochs, cfg.max_seconds)
     else:
         trainer = Trainer(cfg, out)
     return trainer.run(progress=progress, on_sample=on_sample, on_validate=on_validate)

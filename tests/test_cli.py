@@ -85,6 +85,33 @@ def test_train_resume_continues(corpus_file, tmp_path, capsys):
     assert ckpt.read_json(run / "summary.json")["updates"] == 45
 
 
+def test_resume_keeps_the_runs_settings(corpus_file, tmp_path, capsys):
+    """--resume with a setting the run does not have: exit 2, one line naming it, the run untouched;
+    a setting equal to the run's own is accepted."""
+    run = tmp_path / "r"
+    assert main(["train", "--corpus", str(corpus_file), "--out", str(run), *TRAIN, "--quiet"]) == 0
+    before = (run / ckpt.CHECKPOINT).read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--updates", "40", "--eta", "0.05", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "eta" in err and "--eta" in err
+    assert (run / ckpt.CHECKPOINT).read_bytes() == before
+    m = ckpt.read_json(run / "config.json")["m"]
+    assert main(["train", "--out", str(run), "--resume", "--updates", "40", "--m", str(m), "--quiet"]) == 0
+
+
+def test_resume_after_time_budget_runs_to_the_new_target(corpus_file, tmp_path, capsys):
+    """A run stopped by --max-seconds, resumed with --updates N, trains to N (the old budget is
+    replaced by the new target)."""
+    run = tmp_path / "r"
+    assert main(["train", "--corpus", str(corpus_file), "--out", str(run), "--m", "8", "--seq-length", "5",
+                 "--updates", "100000", "--max-seconds", "0.2", "--sample-every", "0", "--quiet"]) == 0
+    stopped = ckpt.read_json(run / "summary.json")["updates"]
+    assert 0 < stopped < 100000
+    assert main(["train", "--out", str(run), "--resume", "--updates", str(stopped + 7), "--quiet"]) == 0
+    assert ckpt.read_json(run / "summary.json")["updates"] == stopped + 7
+
+
 def test_generate_text_of_requested_length(trained, capsys):
     """generate --length 40: the default prime (the vocabulary's first character) and 40 generated
     vocabulary characters, then a newline."""
