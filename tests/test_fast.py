@@ -3,9 +3,12 @@
 Agreement criterion everywhere, for the loss, every gradient and h_last: relative to each array's
 scale, max |fast - ref| <= 1e-10 max |ref| + 1e-12 elementwise (the 1e-12 floor only matters for
 all-zero arrays). Entrywise relative agreement is not asked for: back-propagated through 25
-steps, a 1e-16 difference in the order of a sum can reach 1e-11 relative in a small entry. Both of
-fast's code paths are run on every shape: the all-steps compiled loops ("loops") and the BLAS
-product per step ("blas"), chosen by forcing ``fast.BLAS_MIN_STREAMS``.
+steps, a 1e-16 difference in the order of a sum can reach 1e-11 relative in a small entry. All of
+fast's code paths are run on every shape, chosen by forcing ``fast.BLAS_MIN_STREAMS``,
+``fast.NATIVE_GEMM`` and ``fast.FOLD_MAX_STREAMS``: the all-steps compiled loops ("loops"); the
+BLAS product per step from compiled code calling numpy's dgemm directly, the backward step one
+product ("blas") or two ("blas-2"); the BLAS product per step through np.dot from a Python loop
+("blas-numpy", the fallback when numpy's BLAS has no ILP64 cblas_dgemm).
 """
 from __future__ import annotations
 
@@ -56,14 +59,54 @@ def assert_same(result, expected, what=""):
     assert_close(h, h_r, f"{what} h_last")
 
 
-@pytest.fixture(params=["loops", "blas"])
+@pytest.fixture(params=["loops", "blas", "blas-2", "blas-numpy"])
 def path(request, monkeypatch):
+    fast._build()  # sets NATIVE_GEMM; monkeypatch restores it afterwards
     monkeypatch.setattr(fast, "BLAS_MIN_STREAMS", 10**9 if request.param == "loops" else 1)
+    if request.param.startswith("blas"):
+        if request.param != "blas-numpy" and not fast.NATIVE_GEMM:
+            pytest.skip("numpy's BLAS has no ILP64 cblas_dgemm")
+        monkeypatch.setattr(fast, "NATIVE_GEMM", request.param != "blas-numpy")
+        monkeypatch.setattr(fast, "FOLD_MAX_STREAMS", 0 if request.param == "blas-2" else 10**9)
     return request.param
 
 
 def test_available():
     assert fast.available() is True
+
+
+def test_native_gemm_found_with_numpy_wheels_openblas64():
+    """numpy's wheels bundle scipy-openblas64: its cblas_dgemm must be found and used."""
+    fast._build()
+    blas = np.__config__.CONFIG.get("Build Dependencies", {}).get("blas", {})
+    if "openblas64" not in str(blas.get("lib directory", "")):
+        pytest.skip(f"numpy built with {blas.get('name')}")
+    assert fast.NATIVE_GEMM is True
+    assert fast._find_dgemm()
+
+
+@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("beta", [0.0, 1.0, -0.5])
+def test_gemm_kernel_matches_numpy_on_views(ta, tb, beta):
+    """fast._gemm (numpy's dgemm from compiled code): transposes, beta, and operands and result
+    that are column ranges or row blocks of larger arrays (row stride > columns), single rows."""
+    fast._build()
+    if not fast.NATIVE_GEMM:
+        pytest.skip("numpy's BLAS has no ILP64 cblas_dgemm")
+    numba = pytest.importorskip("numba")
+    gemm = numba.njit(lambda ta, tb, A, B, C, beta: fast._gemm(ta, tb, A, B, C, beta))
+    rng = np.random.default_rng(int(ta) + 2 * int(tb))
+    for M, N, K in [(7, 5, 3), (1, 4, 6), (5, 1, 2), (32, 65, 100)]:
+        Abig = rng.standard_normal((K + 3, M + 4) if ta else (M + 3, K + 4))
+        Bbig = rng.standard_normal((N + 2, K + 5) if tb else (K + 2, N + 5))
+        Cbig = rng.standard_normal((M + 2, N + 3))
+        A = Abig[1:K + 1, 2:M + 2] if ta else Abig[1:M + 1, 2:K + 2]
+        B = Bbig[1:N + 1, :K] if tb else Bbig[1:K + 1, :N]
+        C = Cbig[1:M + 1, 3:]
+        expected = Cbig.copy()
+        expected[1:M + 1, 3:] = (A.T if ta else A) @ (B.T if tb else B) + beta * C
+        gemm(ta, tb, A, B, C, beta)
+        np.testing.assert_allclose(Cbig, expected, rtol=1e-13, atol=1e-13)  # nothing else written
 
 
 SHAPES = [  # m, K_in, K_out, T
