@@ -5,7 +5,12 @@
 #   make report QUICK=1          a small run (under a minute), same sections
 #   make report CORPUS=path ETA=0.05 M=100 SEQ_LENGTH=25 SIG=0.01 SEED=0 N_UPDATES=... N_EPOCHS=2
 #   make report OUT=dir          everything (HTML, PDF, figures, run, build files) under dir
-#   make report PDF=0            the HTML only;  FORCE=1  redo the check, benchmark and training
+#   make report PDF=0            the HTML only;  FORCE=1  redo the check, benchmarks, training and studies
+#   make report BEYOND=0         without the part beyond the assignment; or one section of it off:
+#                                BEYOND_BATCHES=0 BEYOND_HELDOUT=0 BEYOND_LSTM=0 BEYOND_SAMPLING=0
+#                                BEYOND_OPTIMIZERS=0 BEYOND_TWEETS=0
+#   make report TWEETS=path      the tweet corpus of the tweet section (default
+#                                ../shared/data/condensed_2018.json when it exists; TWEETS=none: no tweets)
 #   make lab                     the notebooks in JupyterLab (installed into .venv on first use;
 #                                LAB_ARGS=--no-browser and other jupyter-lab options pass on)
 
@@ -33,6 +38,14 @@ REPORT_ARGS = $(if $(filter-out 0,$(QUICK)),--quick) \
 	$(if $(OUT),--out '$(OUT)') \
 	$(if $(RUN),--run '$(RUN)') \
 	$(if $(filter-out 0,$(FORCE)),--force) \
+	$(if $(BEYOND),--beyond '$(BEYOND)') \
+	$(if $(BEYOND_BATCHES),--beyond-batches '$(BEYOND_BATCHES)') \
+	$(if $(BEYOND_HELDOUT),--beyond-heldout '$(BEYOND_HELDOUT)') \
+	$(if $(BEYOND_LSTM),--beyond-lstm '$(BEYOND_LSTM)') \
+	$(if $(BEYOND_SAMPLING),--beyond-sampling '$(BEYOND_SAMPLING)') \
+	$(if $(BEYOND_OPTIMIZERS),--beyond-optimizers '$(BEYOND_OPTIMIZERS)') \
+	$(if $(BEYOND_TWEETS),--beyond-tweets '$(BEYOND_TWEETS)') \
+	$(if $(TWEETS),--tweets '$(TWEETS)') \
 	$(if $(filter 0,$(PDF)),--no-pdf,$(if $(CHROMIUM),--chromium '$(CHROMIUM)'))
 
 .PHONY: venv test bench report lab clean

@@ -121,3 +121,109 @@ def save(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png_bytes(fig, dpi))
     return path
+
+
+# --- the studies beyond the assignment -------------------------------------------------------
+
+#: curves with more points than this are thinned for drawing (every k-th point, the last kept)
+MAX_POINTS = 4000
+
+
+def thin(x, y, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Every k-th point of a curve (and its last), so that at most about ``max_points`` are drawn."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) <= max_points:
+        return x, y
+    k = -(-len(x) // max_points)
+    idx = np.arange(0, len(x), k)
+    if idx[-1] != len(x) - 1:
+        idx = np.append(idx, len(x) - 1)
+    return x[idx], y[idx]
+
+
+def heldout_curves(runs: Mapping[str, tuple[Mapping, int]], *, title: str | None = None,
+                   figsize=(8.0, 4.0)) -> Figure:
+    """For each run (label -> (history, seq_length)) its training smooth loss per character (line)
+    and its held-out loss per character (dots on a dashed line), in the same colour, against the
+    update. Both in nats per character."""
+    from .studies import held_out, per_char
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot()
+    for k, (label, (history, seq_length)) in enumerate(runs.items()):
+        colour = f"C{k}"
+        smooth = per_char(np.asarray(history["smooth_loss"], dtype=np.float64), seq_length)
+        ax.plot(*thin(_updates(len(smooth)), smooth), color=colour, linewidth=1.3,
+                label=f"{label}: training (smooth loss / seq_length)")
+        val = held_out(history)
+        if len(val.loss):
+            ax.plot(val.updates, val.loss, color=colour, linestyle="--", marker="o", markersize=3.5,
+                    linewidth=1, label=f"{label}: held-out")
+    ax.set_xlabel("update")
+    ax.set_ylabel("loss per character (nats)")
+    ax.xaxis.set_major_formatter(_thousands)
+    log_scale_if_wide(ax)
+    ax.grid(True, alpha=0.3)
+    if runs:
+        ax.legend(fontsize=8.5)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def log_scale_if_wide(ax, ratio: float = 4.0) -> bool:
+    """A logarithmic y axis (plain tick labels) when the drawn values span more than ``ratio``
+    (a few early losses far above the rest would otherwise flatten the rest); whether it did."""
+    ys = [np.asarray(line.get_ydata(), dtype=np.float64) for line in ax.lines]
+    ys = np.concatenate([y[np.isfinite(y) & (y > 0)] for y in ys]) if ys else np.zeros(0)
+    if len(ys) == 0 or ys.max() / ys.min() <= ratio:
+        return False
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _pos: f"{y:g}" if f"{y:g}"[0] in "1235" else ""))
+    return True
+
+
+def heldout_vs_seconds(histories: Mapping[str, Mapping], *, title: str | None = None,
+                       figsize=(8.0, 4.0)) -> Figure:
+    """Each run's held-out loss per character against its training seconds (label -> history)."""
+    from .studies import held_out
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot()
+    for label, history in histories.items():
+        val = held_out(history)
+        ax.plot(val.seconds, val.loss, marker="o", markersize=3.5, linewidth=1.2, label=str(label))
+    ax.set_xlabel("training seconds (held-out evaluations included)")
+    ax.set_ylabel("held-out loss per character (nats)")
+    ax.set_xlim(left=0)
+    ax.grid(True, alpha=0.3)
+    if histories:
+        ax.legend()
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def compare_updates_seconds(runs: Mapping[str, tuple[Mapping, int]], *, figsize=(9.0, 3.8)) -> Figure:
+    """Two panels, each run (label -> (history, seq_length)) a curve of its smooth loss per
+    character: against the update (left) and against the training seconds (right)."""
+    from .studies import per_char
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    left, right = fig.subplots(1, 2, sharey=True)
+    for k, (label, (history, seq_length)) in enumerate(runs.items()):
+        y = per_char(np.asarray(history["smooth_loss"], dtype=np.float64), seq_length)
+        left.plot(*thin(_updates(len(y)), y), color=f"C{k}", linewidth=1.2, label=str(label))
+        right.plot(*thin(np.asarray(history["seconds"], dtype=np.float64), y), color=f"C{k}", linewidth=1.2,
+                   label=str(label))
+    left.set_xlabel("update")
+    left.xaxis.set_major_formatter(_thousands)
+    right.set_xlabel("training seconds")
+    right.set_xlim(left=0)
+    left.set_ylabel("smooth loss per character (nats)")
+    for ax in (left, right):
+        ax.grid(True, alpha=0.3)
+    if runs:
+        left.legend(fontsize=8.5)
+    return fig

@@ -13,6 +13,7 @@ import html
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import unicodedata
@@ -608,3 +609,494 @@ def summary_table(summary: dict) -> HTML:
             ("best_val_loss", "lowest held-out loss"), ("final_smooth_loss", "final smooth loss"),
             ("seconds", "seconds"), ("updates_per_s", "updates/s")]
     return kv_table([(label, num(summary.get(k))) for k, label in keys if summary.get(k) is not None])
+
+
+# --- beyond the assignment -----------------------------------------------------------------
+# The studies of ``a4lib.studies``, run by report/build.py and listed in its beyond.json (the
+# "plan"): each section function reads its runs and returns the section's HTML.
+
+def pct(x: float | None, digits: int = 0) -> str:
+    """A share 0..1 as a percentage ('—' for None)."""
+    return "—" if x is None else f"{100 * x:.{digits}f} %"
+
+
+class Part:
+    """Numbered headings for a part of the report whose sections may each be switched off."""
+
+    def __init__(self, first: int = 7) -> None:
+        self.number = first
+
+    def heading(self, title: str) -> HTML:
+        """The next section's heading (h2, numbered)."""
+        h = HTML(f"<h2>{self.number}. {esc(title)}</h2>")
+        self.number += 1
+        return h
+
+    def show(self, on: bool, key: str, make, *args, **kwargs) -> HTML | None:
+        """Section ``key`` of ``studies.SECTIONS``: its heading and ``make(*args, **kwargs)``;
+        None (nothing shown, nothing computed) when it is switched off."""
+        from .studies import SECTIONS
+
+        if not on:
+            return None
+        return join(self.heading(SECTIONS[key]), make(*args, **kwargs))
+
+
+def commands_block(lines: list[str], label: str = "The commands") -> HTML:
+    """Command lines in a block, one a line, under a short label."""
+    if not lines:
+        return HTML("")
+    return HTML(f'<p class="cmd-label">{esc(label)} (from the project folder; <span class="mono">a4lib</span> '
+                f'is <span class="mono">python -m a4lib</span>):</p><pre class="command">{esc(chr(10).join(lines))}</pre>')
+
+
+def _shell(words) -> str:
+    """Words as one shell command line (quoted where needed)."""
+    return shlex.join(str(w) for w in words)
+
+
+def _not_run(what: str) -> HTML:
+    return HTML(f"<p>The {esc(what)} study was not run for this report (its results are missing from the "
+                f"build's beyond.json); <span class=\"mono\">make report</span> runs it.</p>")
+
+
+def _load_runs(specs: list[dict]) -> dict[str, Run]:
+    return {s["name"]: load_run(s["dir"]) for s in specs}
+
+
+def _commands(specs: list[dict]) -> list[str]:
+    from .studies import RunSpec
+
+    root = Path.cwd()
+    return [RunSpec(**s).command(root) for s in specs]
+
+
+def _ran_with(plan: dict, specs: list[dict]) -> str:
+    """How the runs of ``specs`` shared the machine (which ran at the same time), in words."""
+    from .studies import groups
+
+    names = {s["name"] for s in specs}
+    parts = []
+    for group in groups(plan):
+        if not names & {r["name"] for r in group}:
+            continue
+        labels = [r["label"] for r in group]
+        parts.append(f"{labels[0]} ran alone" if len(labels) == 1 else f"{' and '.join(labels)} ran at the same time")
+    return "; then ".join(parts)
+
+
+def _backend(run: Run) -> str:
+    b = run.summary.get("backend") or run.config.get("backend_used")
+    return f", {b} backend" if b else ""
+
+
+def beyond_intro(plan: dict) -> HTML:
+    """What the part beyond the assignment is, how its runs shared the machine, their budget."""
+    quick = plan.get("quick")
+    cpu = provenance().get("cpu") or "this machine"
+    return HTML(
+        f"<p>Studies that go beyond the handout, each made by <span class=\"mono\">make report</span> with "
+        f"its own training runs (command lines in each section; a run is reused when its command and corpus "
+        f"are unchanged). They ran on {esc(cpu)} with {os.cpu_count()} cores, at most two runs at a time, "
+        f"while other work may have shared the machine: seconds and characters per second are noisy, "
+        f"losses are not (the runs with a fixed number of updates are deterministic). "
+        + ("<b>This is the quick report: every study is tiny and its numbers say nothing about the methods.</b>"
+           if quick else "") + "</p>")
+
+
+# 1. mini-batches ------------------------------------------------------------------------------
+
+def batches_section(plan: dict) -> HTML:
+    """Characters per second of the training step for several B, against reference.py."""
+    data = plan.get("batches") or {}
+    benches = [b for b in data.get("benches", []) if b.get("result")]
+    if not benches:
+        return _not_run("mini-batch")
+    rows, speeds = [], []
+    for b in benches:
+        r = b["result"]
+        speeds.append(r["chars_per_s"])
+        rows.append([num(r["batch_size"]), num(r["updates"]), num(r["updates_per_s"], 1), num(r["chars_per_s"]),
+                     num(r["reference_chars_per_s"]), HTML(f"<b>{num(r['speedup'])}×</b>")])
+    r0 = benches[0]["result"]
+    first, last = benches[0]["result"], benches[-1]["result"]
+    gain = last["chars_per_s"] / first["chars_per_s"] if first["chars_per_s"] else None
+    best = max(benches, key=lambda b: b["result"]["chars_per_s"])["result"]
+    backend = f" ({r0['backend']} backend)" if r0.get("backend") else ""
+    verdict = (f"From B = {first['batch_size']} to B = {last['batch_size']} the characters per second "
+               f"{'grow' if gain and gain >= 1 else 'shrink'} {num(gain, 1)}-fold; the fastest here is "
+               f"B = {best['batch_size']} with {num(best['chars_per_s'])} characters/s, "
+               f"{num(best['speedup'], 1)} times the reference.")
+    intro = HTML(
+        f"<p>With <span class=\"mono\">--batch-size B</span> an update trains B streams in lockstep (the text "
+        f"cut into B parts; the loss summed over the seq_length characters and averaged over the streams), "
+        f"so each weight update processes B × seq_length characters. The table times the training step "
+        f"(<span class=\"mono\">a4lib bench</span>{esc(backend)}: loss, gradients, clipping, AdaGrad) for "
+        f"m = {r0['m']}, seq_length = {r0['seq_length']} on <span class=\"mono\">{esc(r0['corpus'])}</span>, "
+        f"each B for about {num(plan['budget']['bench_chars'])} characters, against "
+        f"<span class=\"mono\">reference.py</span> (one-hot vectors, one step at a time, B = 1; timed anew "
+        f"for every row, {num(r0['reference_updates'])} updates). Each benchmark ran alone.</p>")
+    note = HTML("<p>Characters per second are not learning per second: B streams make one update from "
+                "B × seq_length characters where B = 1 makes B updates, so a larger B needs a larger eta "
+                "or more characters for the same loss.</p>")
+    return join(intro,
+                table(rows, ["B", "updates timed", "updates/s", "characters/s", "reference characters/s",
+                             "speed-up"], cls="grid", align="rrrrrr"),
+                HTML(f"<p>{esc(verdict)}</p>"), note,
+                commands_block([_shell(["a4lib", *b["args"]]) for b in benches]))
+
+
+# 2. held-out evaluation ------------------------------------------------------------------------
+
+def heldout_section(plan: dict, figures_dir: str | Path | None = None) -> HTML:
+    """Training and held-out loss per character for the sequential walk and the chunked order."""
+    from . import plots
+    from .studies import bits, held_out, per_char
+
+    specs = (plan.get("heldout") or {}).get("runs", [])
+    if not specs:
+        return _not_run("held-out")
+    runs = _load_runs(specs)
+    labelled = {s["label"]: (runs[s["name"]].history, runs[s["name"]].config["seq_length"]) for s in specs}
+    seq, chunks = runs["heldout-sequential"], runs["heldout-chunks"]
+    c = seq.config
+    rows, stats = [], {}
+    for s in specs:
+        run = runs[s["name"]]
+        val = held_out(run.history)
+        train = per_char(run.summary["final_smooth_loss"], run.config["seq_length"])
+        i = val.best_index
+        stats[s["name"]] = (train, val.best)
+        rows.append([s["label"], num(run.summary["updates"]), num(train, 3), num(val.best, 3),
+                     num(bits(val.best), 3) if val.best is not None else "—",
+                     num(int(val.updates[i])) if i is not None else "—", num(val.final, 3)])
+    (t_seq, v_seq), (t_chk, v_chk) = stats["heldout-sequential"], stats["heldout-chunks"]
+    lower, higher = ("chunked order", "sequential walk") if v_chk < v_seq else ("sequential walk", "chunked order")
+    gap_seq, gap_chk = v_seq - t_seq, v_chk - t_chk
+    words = [f"The best held-out loss of the handout's sequential walk is <b>{num(v_seq, 3)} nats "
+             f"= {num(bits(v_seq), 3)} bits per character</b>; the chunked order reaches "
+             f"{num(v_chk, 3)} nats = {num(bits(v_chk), 3)} bits: the {lower}'s is lower by "
+             f"{num(abs(v_seq - v_chk), 3)} nats ({pct(abs(v_seq - v_chk) / max(v_seq, v_chk))} of the {higher}'s)."]
+    if gap_seq > 2 * max(gap_chk, 0.05):
+        words.append(f"The sequential run's final held-out loss lies {_gap(gap_seq)} its training loss per "
+                     f"character, the chunked run's {_gap(gap_chk)}: the sequential walk carries h through the "
+                     f"whole text and resets it only at the start of an epoch, while the evaluation starts the "
+                     f"held-out text from h = 0, a state the sequential run rarely trains from; the chunked order "
+                     f"resets h every {num(chunks.config['chunk_length'])} characters, as the evaluation does.")
+    else:
+        words.append(f"At the end the held-out loss lies {_gap(gap_seq)} the training loss per character for the "
+                     f"sequential walk and {_gap(gap_chk)} it for the chunked order.")
+    seq_val, chk_val = held_out(seq.history), held_out(chunks.history)
+    if len(seq_val.loss) > 1 and seq_val.loss.max() > 1.5 * v_seq and chk_val.loss.max() < 1.5 * v_chk:
+        i = int(np.argmax(seq_val.loss))
+        settled = int(seq_val.updates[np.argmax(seq_val.loss < 1.1 * seq_val.final)])
+        words.append(f"Earlier, though, the sequential run's held-out loss was far higher ({num(float(seq_val.loss[i]), 2)} "
+                     f"nats at update {num(int(seq_val.updates[i]))}; it first came within 10 % of its final value at update "
+                     f"{num(settled)}), while the chunked run's never rose above 1.5 times its best: "
+                     f"a model trained with h carried through the text did not yet predict well from h = 0, where "
+                     f"the evaluation starts.")
+    words.append("The studies below train in chunks, so that training, like the evaluation, often starts from h = 0.")
+    fig = plots.heldout_curves(labelled)
+    caption = (f"Training smooth loss per character (smooth loss / seq_length = {c['seq_length']}; an exponential "
+               f"average over about 1,000 updates, so it lags) and held-out loss per character (every "
+               f"{num(c['val_every'])} updates, the last {pct(c['val_fraction'])} of the text, h = 0 at its start), "
+               f"both in nats, for {num(c['n_updates'])} updates of the handout's RNN (m = {c['m']}, "
+               f"AdaGrad, eta = {c['eta']}).")
+    intro = HTML(
+        f"<p>With <span class=\"mono\">--val-fraction {c['val_fraction']}</span> the last "
+        f"{pct(c['val_fraction'])} of <span class=\"mono\">{esc(seq.corpus.get('name'))}</span> "
+        f"({num(seq.summary.get('n_train_chars'))} training characters) is held out: every "
+        f"{num(c['val_every'])} updates the mean loss per character over it is measured, and the best "
+        f"parameters become those with the lowest held-out loss. Two runs, at the same time, "
+        f"{num(c['n_updates'])} updates each: the handout's walk, and shuffled chunks of "
+        f"{num(chunks.config['chunk_length'])} characters with h reset at each chunk "
+        f"(<span class=\"mono\">--order chunks</span>).</p>")
+    return join(intro,
+                figure(fig, Path(figures_dir) / "heldout.png" if figures_dir else None, caption),
+                table(rows, ["order", "updates", "final training loss / char", "best held-out (nats)",
+                             "best held-out (bits)", "at update", "final held-out (nats)"], cls="grid",
+                      align="lrrrrrr"),
+                HTML(f"<p>{' '.join(words)}</p>"),
+                commands_block(_commands(specs)))
+
+
+def _gap(g: float) -> str:
+    return f"{num(abs(g), 2)} nats {'above' if g >= 0 else 'below'}"
+
+
+# 3. LSTM against RNN ---------------------------------------------------------------------------
+
+def lstm_section(plan: dict, figures_dir: str | Path | None = None) -> HTML:
+    """Held-out loss against seconds for an LSTM and the RNN with the same wall-clock budget."""
+    from . import plots
+    from .studies import bits, chars_seen, evaluation_share, held_out
+
+    data = plan.get("lstm") or {}
+    specs = data.get("runs", [])
+    if not specs:
+        return _not_run("LSTM")
+    runs = _load_runs(specs)
+    rows, best = [], {}
+    for s in specs:
+        run = runs[s["name"]]
+        c, val = run.config, held_out(run.history)
+        i = val.best_index
+        best[s["name"]] = (val.best, float(val.seconds[i]) if i is not None else None)
+        rows.append([s["label"], num(run.summary["updates"]), num(chars_seen(c, run.summary["updates"])),
+                     num(run.summary.get("seconds"), 0), num(val.best, 3),
+                     num(bits(val.best), 3) if val.best is not None else "—",
+                     num(best[s["name"]][1], 0), num(val.final, 3)])
+    lstm, rnn = runs["race-lstm"], runs["race-rnn"]
+    (l_best, l_t), (r_best, r_t) = best["race-lstm"], best["race-rnn"]
+    winner, loser = ("LSTM", "RNN") if l_best < r_best else ("RNN", "LSTM")
+    lv, rv = held_out(lstm.history), held_out(rnn.history)
+    below = [t for t, v in zip(lv.seconds, lv.loss) if v < r_best]
+    text = (f"With the same {num(data['seconds'], 0)} s the <b>{winner}</b> reaches the lower held-out loss: "
+            f"{num(min(l_best, r_best), 3)} against {num(max(l_best, r_best), 3)} nats per character "
+            f"({num(bits(min(l_best, r_best)), 3)} against {num(bits(max(l_best, r_best)), 3)} bits). ")
+    if below and l_best < r_best:
+        text += f"The LSTM's held-out loss first goes below the RNN's best at {num(below[0], 0)} s. "
+    text += (f"In that time the RNN made {num(rnn.summary['updates'])} updates "
+             f"({num(chars_seen(rnn.config, rnn.summary['updates']))} characters), the LSTM "
+             f"{num(lstm.summary['updates'])} ({num(chars_seen(lstm.config, lstm.summary['updates']))} characters).")
+    fig = plots.heldout_vs_seconds({s["label"]: runs[s["name"]].history for s in specs})
+    shares = {name: evaluation_share(run.history) for name, run in (("LSTM", lstm), ("RNN", rnn))}
+    caption = (f"Held-out loss per character (nats) against training seconds. The seconds include the held-out "
+               f"evaluations (LSTM every {num(lstm.config['val_every'])} updates, RNN every "
+               f"{num(rnn.config['val_every'])}), which took about "
+               + " and ".join(f"{pct(v)} ({k})" for k, v in shares.items()) + " of each run's time. "
+               f"Both ran at the same time.")
+    intro = HTML(
+        f"<p>An LSTM (<span class=\"mono\">--model lstm</span>) and the handout's RNN on the same corpus "
+        f"(<span class=\"mono\">{esc(rnn.corpus.get('name'))}</span>, last {pct(rnn.config['val_fraction'])} held "
+        f"out), each stopped after {num(data['seconds'], 0)} s of training (<span class=\"mono\">--max-seconds</span>); "
+        f"{esc(_ran_with(plan, specs[:1]))}, one core each. The RNN keeps the handout's settings (m = 100, AdaGrad, "
+        f"eta = 0.1, B = 1); the LSTM uses m = 128, 16 streams of 50 characters and Adam with eta = 0.003, "
+        f"settings that train it well per second. Both train in shuffled chunks "
+        f"(<span class=\"mono\">--order chunks</span>, h reset at each chunk, as the held-out evaluation "
+        f"starts from h = 0). The runs stop on time, so their numbers of updates vary from build to build "
+        f"(backends: LSTM {esc(lstm.summary.get('backend') or '—')}, RNN {esc(rnn.summary.get('backend') or '—')}).</p>")
+    return join(intro,
+                figure(fig, Path(figures_dir) / "lstm_vs_rnn.png" if figures_dir else None, caption),
+                table(rows, ["model", "updates", "characters", "seconds", "best held-out (nats)", "(bits)",
+                             "best at s", "final held-out"], cls="grid", align="lrrrrrrr"),
+                HTML(f"<p>{text}</p>"),
+                commands_block(_commands(specs)))
+
+
+# 4. sampling -----------------------------------------------------------------------------------
+
+def sampling_study(run_dir: str | Path, corpus: str | None, temperatures=(0.5, 0.8, 1.2), top_ps=(0.5, 0.8, 0.95),
+                   length: int = 300, seed: int = 0) -> dict:
+    """Passages from a run's best parameters at several temperatures (top-p 1) and several top-p
+    (temperature 1), same seed, each with the share of its words that occur in the training corpus
+    and its number of distinct characters."""
+    from .corpus import load_corpus
+    from .studies import distinct_chars, vocabulary_of, word_share, words
+
+    text = load_corpus(corpus).text
+    known = vocabulary_of(text)
+    rows = []
+    for kind, values in (("temperature", temperatures), ("top_p", top_ps)):
+        for v in values:
+            t, p = (v, 1.0) if kind == "temperature" else (1.0, v)
+            psg = passage(run_dir, length, seed, t, p)
+            ws = words(psg.text)
+            rows.append({"kind": kind, "value": v, "temperature": t, "top_p": p, "passage": psg,
+                         "word_share": word_share(psg.text, known), "n_words": len(ws),
+                         "distinct_chars": distinct_chars(psg.text),
+                         "invented": sorted({w for w in ws if w not in known})})
+    return {"rows": rows, "corpus": corpus, "length": length, "seed": seed, "n_known": len(known),
+            "run_dir": str(run_dir)}
+
+
+def _trend_words(name: str, measure: list, fmt) -> str:
+    """'NAME rises (a, b, c)', 'falls', or 'does not change steadily', as the values do."""
+    from .studies import trend
+
+    direction = trend(measure)
+    listed = ", ".join(fmt(m) for m in measure)
+    verb = "rises" if direction > 0 else "falls" if direction < 0 else "does not change steadily"
+    return f"{name} {verb} ({listed})"
+
+
+def sampling_section(plan: dict, run_dir: str | Path, seed: int | None = None) -> HTML:
+    """The sampling study with the settings of the plan (``plan["sampling"]``), from the best
+    parameters of ``run_dir``; ``seed`` (default: the plan's) seeds every passage."""
+    settings = dict(plan.get("sampling") or {})
+    if not settings:
+        return _not_run("sampling")
+    if seed is not None:
+        settings["seed"] = seed
+    return sampling_html(sampling_study(run_dir, plan.get("corpus"), **settings))
+
+
+def _sampling_trend(label: str, group: list[dict]) -> str:
+    """One sentence: how the distinct characters and the share of corpus words change along the
+    values of one sampling setting (passages without words said as such)."""
+    if len(group) < 2:
+        return ""
+    vals = [r["value"] for r in group]
+    chars = _trend_words("the number of distinct characters", [r["distinct_chars"] for r in group], num)
+    have = [r for r in group if r["word_share"] is not None]
+    if len(have) == len(group):
+        share = _trend_words("the share of corpus words", [r["word_share"] for r in group], pct)
+    elif len(have) >= 2:
+        at = ", ".join(str(r["value"]) for r in have)
+        share = _trend_words(f"the share of corpus words (at {at})", [r["word_share"] for r in have], pct)
+    elif have:
+        share = f"only the passage at {have[0]['value']} has words ({pct(have[0]['word_share'])} in the corpus)"
+    else:
+        share = "no passage has words"
+    empty = [str(r["value"]) for r in group if r["word_share"] is None]
+    tail = (f"; at {label} {' and '.join(empty)} the passage holds no word of two or more letters" if empty and have
+            else "")
+    return f"As the {label} goes from {vals[0]} to {vals[-1]}, {chars} and {share}{tail}."
+
+
+def sampling_html(study: dict) -> HTML:
+    """The passages, a table of what was measured in each, and the measured trends in words."""
+    rows = study["rows"]
+    if not rows:
+        return HTML("<p>No passages.</p>")
+    p0 = rows[0]["passage"]
+    table_rows = [[f"temperature {r['temperature']}" if r["kind"] == "temperature" else f"top-p {r['top_p']}",
+                   num(r["n_words"]), pct(r["word_share"]), num(r["distinct_chars"]),
+                   ", ".join(r["invented"][:4]) + (" …" if len(r["invented"]) > 4 else "") or "—"]
+                  for r in rows]
+    sentences = [_sampling_trend(label, [r for r in rows if r["kind"] == kind])
+                 for kind, label in (("temperature", "temperature"), ("top_p", "top-p"))]
+    intro = HTML(
+        f"<p>{num(study['length'])} characters each from the best parameters of the main run (update "
+        f"{num(p0.update)}, {esc(p0.loss_name)} {num(p0.loss)}), all with seed {study['seed']}: three temperatures "
+        f"(softmax(o / T); top-p 1) and three top-p values (only the most probable characters that together "
+        f"reach probability p are drawn from; T = 1). To see what changes, the table counts each passage's "
+        f"words (runs of two or more letters), the share of them that occur as words in the training corpus "
+        f"(<span class=\"mono\">{esc(study['corpus'])}</span>, {num(study['n_known'])} distinct words), and its "
+        f"distinct characters; the last column lists words the model made up.</p>")
+    parts = [intro,
+             table(table_rows, ["sampling", "words", "in the corpus", "distinct characters", "made-up words"],
+                   cls="grid", align="lrrrl"),
+             HTML("<p>" + esc(" ".join(sentences)) + " A lower temperature or top-p keeps to the likeliest "
+                  "characters, a higher one draws more of the unlikely ones.</p>")]
+    for r in rows:
+        head = (f"temperature {r['temperature']}" if r["kind"] == "temperature" else f"top-p {r['top_p']}") + \
+            f" · {pct(r['word_share'])} corpus words · {r['distinct_chars']} distinct characters"
+        parts.append(HTML(f'<div class="sample-block"><div class="sample-head">{esc(head)}</div>'
+                          f"{pre(r['passage'].text)}</div>"))
+    run = _short_path(study.get("run_dir", "runs/NAME"))
+    parts.append(commands_block(
+        [_shell(["a4lib", "generate", run, "--length", study["length"], "--temperature", r["temperature"],
+                     "--top-p", r["top_p"], "--seed", study["seed"]]) for r in rows],
+        "The same passages from the command line"))
+    return join(*parts)
+
+
+def _short_path(path: str | Path) -> str:
+    """A path relative to the working directory (the project folder) when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# 5. optimizers ---------------------------------------------------------------------------------
+
+def optimizers_section(plan: dict, figures_dir: str | Path | None = None) -> HTML:
+    """AdaGrad, RMSProp and Adam with the same number of updates: curves and held-out losses."""
+    from . import plots
+    from .studies import bits, held_out, per_char
+
+    data = plan.get("optimizers") or {}
+    specs = data.get("runs", [])
+    if not specs:
+        return _not_run("optimizer")
+    runs = _load_runs(specs)
+    rows, results = [], []
+    for s in specs:
+        run = runs[s["name"]]
+        val = held_out(run.history)
+        results.append((val.best, s["label"]))
+        rows.append([s["label"], num(run.summary["updates"]), num(run.summary.get("seconds"), 0),
+                     num(per_char(run.summary["final_smooth_loss"], run.config["seq_length"]), 3),
+                     num(val.best, 3), num(bits(val.best), 3) if val.best is not None else "—", num(val.final, 3)])
+    ranked = sorted(results)
+    c = runs[specs[0]["name"]].config
+    text = (f"Lowest held-out loss: <b>{esc(ranked[0][1])}</b> ({num(ranked[0][0], 3)} nats per character), then "
+            + ", then ".join(f"{esc(label)} ({num(v, 3)})" for v, label in ranked[1:]) + ". ")
+    falling, past = [], []
+    for s in specs:
+        val = held_out(runs[s["name"]].history)
+        if val.final is not None and val.final > val.best * 1.005:
+            past.append(f"{s['label']} (best at update {num(int(val.updates[val.best_index]))}, final "
+                        f"{num(val.final, 3)})")
+        else:
+            falling.append(s["label"])
+    if falling:
+        text += f"At the last evaluation the held-out loss was at its lowest for {esc(' and '.join(falling))}"
+        text += f"; it had risen from its best for {esc('; '.join(past))}." if past else "."
+    else:
+        text += f"Every held-out loss had risen from its best by the end: {esc('; '.join(past))}."
+    fig = plots.compare_updates_seconds({s["label"]: (runs[s["name"]].history, runs[s["name"]].config["seq_length"])
+                                         for s in specs})
+    caption = (f"Smooth loss per character (nats; smooth loss / {c['seq_length']}) against the update (left) and "
+               f"the training seconds (right; held-out evaluations every {num(c['val_every'])} updates included).")
+    intro = HTML(
+        f"<p>The handout's RNN (m = {c['m']}, seq_length = {c['seq_length']}, B = 1, clip {c['clip']}) trained "
+        f"with each optimizer for {num(data['updates'])} updates on <span class=\"mono\">"
+        f"{esc(runs[specs[0]['name']].corpus.get('name'))}</span>, the last {pct(c['val_fraction'])} held out, in "
+        f"shuffled chunks of {num(c['chunk_length'])} characters. AdaGrad keeps the handout's eta = 0.1. RMSProp "
+        f"(γ = 0.9) and Adam (β₁ = 0.9, β₂ = 0.999) divide by a running average of g² rather than its growing sum, "
+        f"so their steps do not shrink over time and need a smaller eta: 0.001 and 0.002, picked by a short pilot "
+        f"(40,000 updates on builtin:python-docs; held-out loss 3.14 with RMSProp at eta 0.01, 1.96 at 0.003, "
+        f"1.83 at 0.001; Adam 1.84 at 0.003, 1.71 at 0.002). The same number of updates for each makes the "
+        f"losses comparable and repeatable; {esc(_ran_with(plan, specs))}.</p>")
+    return join(intro,
+                figure(fig, Path(figures_dir) / "optimizers.png" if figures_dir else None, caption),
+                table(rows, ["optimizer", "updates", "seconds", "final smooth loss / char", "best held-out (nats)",
+                             "(bits)", "final held-out"], cls="grid", align="lrrrrrr"),
+                HTML(f"<p>{text}</p>"),
+                commands_block(_commands(specs)))
+
+
+# 6. tweets -------------------------------------------------------------------------------------
+
+NO_TWEETS = ("No tweet corpus was available for this report: to include this section, give one with "
+             "make report TWEETS=path/to/tweets.json (a JSON list of objects with a \"text\" field, "
+             "e.g. condensed_2018.json of the Trump Twitter Archive).")
+
+
+def tweets_section(plan: dict, n_tweets: int = 5, seed: int = 0) -> HTML:
+    """Generated tweets at several stages of a tweet run, and a few from its best parameters;
+    one sentence on how to switch the section on when there is no tweet corpus."""
+    from .studies import pick_stages
+
+    specs = (plan.get("tweets") or {}).get("runs", [])
+    if not specs:
+        return HTML(f"<p>{esc(NO_TWEETS)}</p>")
+    spec = specs[0]
+    run = load_run(spec["dir"])
+    c, s, corpus = run.config, run.summary, run.corpus
+    intro = HTML(
+        f"<p>The handout's RNN (m = {c['m']}, AdaGrad, eta = {c['eta']}, seq_length = {c['seq_length']}) trained "
+        f"for {num(s['updates'])} updates ({s['epochs']} epochs{_backend(run)}, {num(s.get('seconds'), 0)} s) on "
+        f"<span class=\"mono\">{esc(corpus.get('name'))}</span>: {num(corpus.get('n_documents'))} tweets, "
+        f"{num(corpus.get('n_chars'))} characters, K = {num(corpus.get('K'))}. Each tweet is a segment of its own "
+        f"(h = 0 at its start) between end-of-tweet characters (EOT, U+0003), so the model learns how tweets "
+        f"begin and end; generation starts a new tweet and stops at EOT or after 280 characters. "
+        f"{esc(_ran_with(plan, specs)[:1].upper() + _ran_with(plan, specs)[1:])}.</p>")
+    stages = pick_stages(run.samples, 3)
+    parts = [intro, HTML("<h3>During training</h3>")]
+    for smp in stages:
+        parts.append(HTML(f'<div class="sample-block"><div class="sample-head">{esc(sample_heading(smp, run))}'
+                          f" · {len(smp['text'])} characters</div>{pre(smp['text'])}</div>"))
+    parts.append(HTML(f"<h3>From the best parameters</h3><p>{n_tweets} tweets generated by "
+                      f"<span class=\"mono\">a4lib.sample.generate</span> (temperature 1, seeds {seed} to "
+                      f"{seed + n_tweets - 1}) from the parameters of update {num(s.get('best_update'))} "
+                      f"(lowest smooth loss, {num(s.get('best_smooth_loss'))}):</p>"))
+    for k in range(n_tweets):
+        p = passage(spec["dir"], 280, seed + k)
+        parts.append(HTML(f'<div class="sample-block"><div class="sample-head">seed {seed + k} · '
+                          f"{len(p.text)} characters</div>{pre(p.text)}</div>"))
+    parts.append(commands_block(_commands(specs)))
+    return join(*parts)

@@ -17,7 +17,7 @@ pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ["gradient_check.ipynb", "report.ipynb", "synthesize.ipynb", "train.ipynb"]
+NAMES = ["beyond.ipynb", "gradient_check.ipynb", "report.ipynb", "synthesize.ipynb", "train.ipynb"]
 HANDOUT_NAMES = {"corpus", "m", "eta", "seq_length", "sig", "n_epochs", "n_updates", "seed", "optimizer",
                  "sample_every", "sample_length", "run_dir"}
 
@@ -81,7 +81,7 @@ def outputs_text(nb, kinds=("text/html", "text/plain")) -> str:
 
 # --- stored notebooks ------------------------------------------------------------------------
 
-def test_the_four_notebooks_exist():
+def test_the_notebooks_exist():
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == NAMES
 
 
@@ -113,6 +113,8 @@ def test_other_parameters():
     assert {"corpus", "ms", "seq_length", "sig", "h", "tol", "seed", "out_json"} <= parameter_names(read("gradient_check.ipynb"))
     assert {"run_dir", "length", "temperature", "top_p", "prime", "seed"} <= parameter_names(read("synthesize.ipynb"))
     assert {"run_dir", "gradcheck_json", "bench_json", "figures_dir"} <= parameter_names(read("report.ipynb"))
+    assert {"beyond_json", "run_dir", "figures_dir", "seed", "batches", "heldout", "lstm", "sampling", "optimizers",
+            "tweets"} <= parameter_names(read("beyond.ipynb"))
 
 
 def test_package_uses_plain_tqdm():
@@ -208,3 +210,21 @@ def test_report_notebook(trained, work):
         assert any(heading in c.source for c in nb.cells if c.cell_type == "markdown"), heading
     assert "sha256" in html and "before the first update" in html and "200 characters from the best" in html
     assert "ü" in html and "•" in html  # the vocabulary, as it is
+
+
+def test_beyond_notebook(trained, work):
+    """The beyond notebook with two of its sections on: the sampling study on the trained run and
+    the tweet section without a tweet corpus; the others off (not shown, not numbered)."""
+    run, _ = trained
+    plan = work / "beyond.json"
+    plan.write_text(json.dumps({"corpus": str(work / "text.txt"), "quick": True,
+                                "sampling": {"temperatures": [0.5, 1.0], "top_ps": [0.9], "length": 120, "seed": 0},
+                                "tweets": {"runs": []}}))
+    nb = papermill("beyond.ipynb", work / "beyond.out.ipynb", "-p", "beyond_json", str(plan), "-p", "run_dir", str(run),
+                   "-p", "figures_dir", str(work / "figures"), "-p", "batches", "False", "-p", "heldout", "False",
+                   "-p", "lstm", "False", "-p", "optimizers", "False")
+    html = outputs_text(nb, ("text/html",))
+    assert "<h2>7. Sampling: temperature and top-p</h2>" in html and "<h2>8. Tweets</h2>" in html
+    assert "Mini-batches" not in html and "Held-out" not in html and "Optimizers" not in html
+    assert html.count('<pre class="sample">') == 3 and "corpus words" in html
+    assert "make report TWEETS=" in html

@@ -19,6 +19,10 @@ from a4lib import Config, plots, report, train
 ROOT = Path(__file__).resolve().parent.parent
 HEADINGS = ["1. Data", "2. Gradient check", "3. Smooth loss", "4. Text progression",
             "5. Passage from the best model", "6. Reproducibility: hyperparameters, timings, versions"]
+BEYOND_HEADINGS = ["7. Mini-batches: characters per second", "8. Held-out evaluation",
+                   "9. LSTM against the vanilla RNN", "10. Sampling: temperature and top-p",
+                   "11. Optimizers: AdaGrad, RMSProp, Adam", "12. Tweets"]
+TWEETS = ROOT.parent / "shared" / "data" / "condensed_2018.json"
 SPECIAL = ["ü", "•", "“", "”", "‘", "’", "—", "–", "…", "é", "ß", "×"]
 # It begins in ASCII: the gradient check uses the first 25 characters, and on these its largest
 # relative error (1e-6) is far below the tolerance (1e-4) whatever the machine's round-off.
@@ -162,6 +166,13 @@ def test_make_passes_the_parameters_on():
     for flag in ("--quick", "--corpus 'my text.txt'", "--eta 0.05", "--m 50", "--seq-length 30", "--sig 0.02",
                  "--seed 3", "--n-updates 2000", "--out '/tmp/x'", "--chromium '/opt/chrome'"):
         assert flag in line, flag
+    r = subprocess.run([MAKE, "-n", "-o", ".venv/.installed", "report", "BEYOND=0", "BEYOND_BATCHES=0", "BEYOND_HELDOUT=0",
+                        "BEYOND_LSTM=0", "BEYOND_SAMPLING=0", "BEYOND_OPTIMIZERS=0", "BEYOND_TWEETS=0",
+                        "TWEETS=my tweets.json"], cwd=ROOT, capture_output=True, text=True)
+    line = [ln for ln in r.stdout.splitlines() if "report/build.py" in ln][-1]
+    for flag in ("--beyond '0'", "--beyond-batches '0'", "--beyond-heldout '0'", "--beyond-lstm '0'",
+                 "--beyond-sampling '0'", "--beyond-optimizers '0'", "--beyond-tweets '0'", "--tweets 'my tweets.json'"):
+        assert flag in line, flag
     for target in ("venv", "test", "bench", "lab", "clean"):
         assert subprocess.run([MAKE, "-n", "-o", ".venv/.installed", target], cwd=ROOT,
                               capture_output=True).returncode == 0, target
@@ -199,19 +210,53 @@ def built(tmp_path_factory):
 
 def test_html_has_every_section_and_no_residue(built):
     html = (built["out"] / "report.html").read_text(encoding="utf-8")
-    for heading in HEADINGS:
+    for heading in HEADINGS + BEYOND_HEADINGS:
         assert re.search(r"<h2[^>]*>" + re.escape(heading), html), heading
+    assert re.search(r"<h1[^>]*>Beyond the assignment", html)
+    assert html.index("6. Reproducibility") < html.index("Beyond the assignment") < html.index("7. Mini-batches")
     for residue in ("Traceback", "Warning", "warning", "%|", "it/s]", "upd/s", "In&nbsp;[", "injected-parameters",
                     "run_dir =", "report.load_run", "<script", "stderr"):
         assert residue not in html, residue
-    assert html.count('<pre class="sample">') == 4  # updates 0, 500, 1000, 1500
-    assert '<pre class="passage">' in html and "data:image/png;base64," in html
+    assert html.count('<pre class="passage">') == 1
+    assert "data:image/png;base64," in html
     assert "grüße.txt" in html and "eta = 0.05" in html
+    assert "quick report" in html  # the part beyond says its numbers mean nothing here
+
+
+def section_html(html: str, heading: str) -> str:
+    """The HTML from a section's heading to the next h1/h2."""
+    start = html.index(heading)
+    ends = [i for i in (html.find("<h2", start + 1), html.find("<h1", start + 1)) if i > 0]
+    return html[start:min(ends) if ends else len(html)]
+
+
+def test_html_samples_and_beyond_sections(built):
+    html = (built["out"] / "report.html").read_text(encoding="utf-8")
+    assert section_html(html, "4. Text progression").count('<pre class="sample">') == 4  # updates 0, 500, 1000, 1500
+    assert section_html(html, "7. Mini-batches").count("<tr>") == 1 + 4  # B = 1, 8, 32, 128
+    for heading, figure in (("8. Held-out", "held-out"), ("9. LSTM", "Held-out loss per character"),
+                            ("11. Optimizers", "Smooth loss per character")):
+        part = section_html(html, heading)
+        assert "data:image/png;base64," in part and figure in part and "a4lib train --out" in part, heading
+    assert section_html(html, "10. Sampling").count('<pre class="sample">') == 6
+    tweets = section_html(html, "12. Tweets")
+    if TWEETS.is_file():  # the default tweet corpus, when this checkout has it next door
+        assert "condensed_2018.json" in tweets and "before the first update" in tweets
+        assert tweets.count('<pre class="sample">') == 3 + 5
+    else:
+        assert "make report TWEETS=" in tweets
 
 
 def test_figures_and_build_files(built):
     out = built["out"]
-    assert (out / "figures" / "smooth_loss.png").read_bytes()[:4] == b"\x89PNG"
+    for name in ("smooth_loss.png", "heldout.png", "lstm_vs_rnn.png", "optimizers.png"):
+        assert (out / "figures" / name).read_bytes()[:4] == b"\x89PNG", name
+    plan = json.loads((out / "build" / "beyond.json").read_text())
+    assert plan["quick"] and plan["sections"] == ["batches", "heldout", "lstm", "sampling", "optimizers", "tweets"]
+    for r in [r for key in ("heldout", "lstm", "optimizers") for r in plan[key]["runs"]]:
+        assert Path(r["dir"]).parent == out / "studies"
+        assert json.loads((Path(r["dir"]) / "config.json").read_text())["val_fraction"] == 0.1
+    assert (out / "build" / "beyond.ipynb").is_file() and (out / "build" / "document.ipynb").is_file()
     assert json.loads((out / "run" / "config.json").read_text())["eta"] == 0.05
     assert json.loads((out / "run" / "provenance.json").read_text())["made_by"] == "report/build.py"
     for name in ("gradcheck.json", "bench.json", "report.ipynb"):
@@ -223,7 +268,41 @@ def test_a_second_build_reuses_the_run(built):
                         f"CORPUS={built['corpus']}", "ETA=0.05", "PDF=0", f"PY={sys.executable}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("reusing") == 3
+    for step in ("[1/7] gradient check: reusing", "[2/7] benchmark: reusing", "[3/7] training: reusing"):
+        assert step in r.stdout, step
+    plan = json.loads((built["out"] / "build" / "beyond.json").read_text())
+    n_runs = sum(len(plan[k]["runs"]) for k in ("heldout", "lstm", "optimizers", "tweets"))
+    assert r.stdout.count("reusing") == 3 + 4 + n_runs  # + the four benchmarks and every study run
+    assert "      training " not in r.stdout
+
+
+@pytest.fixture(scope="module")
+def built_without(built, tmp_path_factory):
+    """A second quick build, the same corpus, four of the six sections off and no tweet corpus."""
+    out = tmp_path_factory.mktemp("report-without") / "out"
+    r = subprocess.run([MAKE, "-s", "-o", ".venv/.installed", "report", "QUICK=1", f"OUT={out}",
+                        f"CORPUS={built['corpus']}", "ETA=0.05", "PDF=0", "BEYOND_BATCHES=0", "BEYOND_HELDOUT=0",
+                        "BEYOND_LSTM=0", "BEYOND_OPTIMIZERS=off", "TWEETS=none", f"PY={sys.executable}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return {"out": out, "log": r.stdout}
+
+
+def test_switching_sections_off_removes_them(built_without):
+    html = (built_without["out"] / "report.html").read_text(encoding="utf-8")
+    for gone in ("Mini-batches", "Held-out evaluation", "LSTM against", "Optimizers:", "lstm_vs_rnn"):
+        assert gone not in html, gone
+    assert re.search(r"<h2[^>]*>7\. Sampling: temperature and top-p", html)
+    assert re.search(r"<h2[^>]*>8\. Tweets", html)
+    assert not (built_without["out"] / "studies").exists()  # nothing trained for the sections left out
+
+
+def test_tweet_section_falls_back_without_a_tweet_corpus(built_without):
+    html = (built_without["out"] / "report.html").read_text(encoding="utf-8")
+    tweets = section_html(html, "8. Tweets")
+    assert "No tweet corpus was available" in tweets and "make report TWEETS=path/to/tweets.json" in tweets
+    assert "<pre" not in tweets
+    assert "no tweet corpus" in built_without["log"]
 
 
 def pdf_text(path: Path) -> str:
@@ -234,7 +313,7 @@ def pdf_text(path: Path) -> str:
 @need_pdf
 def test_pdf_has_the_sections_and_every_character(built):
     text = pdf_text(built["out"] / "report.pdf")
-    for heading in HEADINGS:
+    for heading in HEADINGS + ["Beyond the assignment"] + BEYOND_HEADINGS:
         assert heading in " ".join(text.split()), heading
     for ch in SPECIAL:
         assert ch in text, f"{ch!r} (U+{ord(ch):04X}) is missing from the PDF"
