@@ -64,7 +64,17 @@ def load_params(run_dir: Path, which: str = "best") -> tuple[dict[str, np.ndarra
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no {CHECKPOINT} (not a training run directory?)")
-    arrays, meta = load_arrays(path)
+    with np.load(path, allow_pickle=False) as z:  # only what is asked for: the history can be large
+        meta = json.loads(str(z["meta"]))
+        flat = z["best_w" if which == "best" else "w"]
     like = {k: np.empty(shape) for k, shape in meta["param_shapes"].items()}
-    flat = arrays["best_w" if which == "best" else "w"]
     return {k: v.copy() for k, v in unflatten(flat, like).items()}, meta
+
+
+def load_state(run_dir: Path, which: str = "best") -> np.ndarray | None:
+    """The state that goes with ``load_params(run_dir, which)``: stream 0's hidden state after the
+    best (or last) update, shape (S,); None for a checkpoint that does not hold it."""
+    with np.load(Path(run_dir) / CHECKPOINT, allow_pickle=False) as z:
+        if which == "best":
+            return z["best_state"] if "best_state" in z.files else None
+        return z["state"][0]

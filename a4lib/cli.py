@@ -139,7 +139,8 @@ def cmd_generate(a) -> int:
     params, meta = ckpt.load_params(a.run_dir, a.params)
     vocab = Corpus.from_vocabulary(meta["corpus"]["chars"], meta["corpus"]["name"])
     model = get_model(meta["config"]["model"])
-    text = generate(model, params, vocab, a.length, np.random.default_rng(a.seed), a.temperature, a.top_p, a.prime)
+    text = generate(model, params, vocab, a.length, np.random.default_rng(a.seed), a.temperature, a.top_p, a.prime,
+                    ckpt.load_state(a.run_dir, a.params))
     sys.stdout.write(text + "\n")
     return 0
 

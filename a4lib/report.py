@@ -350,6 +350,7 @@ def gradcheck_method(results: list[dict]) -> HTML:
         return HTML("<p>No gradient-check results.</p>")
     r0 = results[0]
     sigs = ", ".join(f"sig = {r['sig']} for m = {r['m']}" for r in results)
+    floors = ", ".join(f"{r['floor']:.1e} for m = {r['m']}" if "floor" in r else f"10^-8 for m = {r['m']}" for r in results)
     return HTML(
         f"<p>The analytic gradients (back-propagation through time) are compared with numerical ones "
         f"for every entry of every parameter array (U, W, V, b, c), on the first seq_length = {r0['seq_length']} "
@@ -357,12 +358,16 @@ def gradcheck_method(results: list[dict]) -> HTML:
         f"and freshly initialised weights ({esc(sigs)}). The numerical gradient of entry θ<sub>i</sub> is the "
         f"centred difference (L(θ + h e<sub>i</sub>) − L(θ − h e<sub>i</sub>)) / 2h with h = {r0['h']:g}, "
         f"L the loss summed over the sequence, without clipping. Each entry's relative error is "
-        f"|g<sub>a</sub> − g<sub>n</sub>| / max(10<sup>−8</sup>, |g<sub>a</sub>| + |g<sub>n</sub>|); "
-        f"the tables give its maximum and mean over each array, and the largest absolute difference. "
+        f"|g<sub>a</sub> − g<sub>n</sub>| / max(floor, |g<sub>a</sub>| + |g<sub>n</sub>|), the floor "
+        f"({esc(floors)}) being the smallest gradient a centred difference resolves to the tolerance: L "
+        f"carries round-off of about ε|L| (ε = 2.2·10<sup>−16</sup>), so g<sub>n</sub> carries about "
+        f"10ε|L|/h, and the floor is that over the tolerance; smaller entries are judged by their absolute "
+        f"error. The tables give the maximum and mean relative error over each array, and the largest "
+        f"absolute difference. "
         f"The check passes when every maximum relative error is at most {r0['tol']:.0e}.</p>"
-        + ("<p>For m = 100 the weights are drawn with sig = 0.1 rather than 0.01: with 0.01 many entries "
-           "of the gradient of W are around 10<sup>−10</sup>, and their relative errors measure "
-           "floating-point round-off rather than mistakes.</p>" if any(r["m"] > 10 and r["sig"] != 0.01 for r in results) else ""))
+        + ("<p>For m = 100 the weights are drawn with sig = 0.1 rather than 0.01: with 0.01 most entries "
+           "of the gradient of W are around 10<sup>−10</sup>, below the floor, so the relative errors "
+           "would test little of W.</p>" if any(r["m"] > 10 and r["sig"] != 0.01 for r in results) else ""))
 
 
 def gradcheck_tables(results: list[dict]) -> HTML:
@@ -471,7 +476,7 @@ class Passage:
 def passage(run_dir: str | Path, length: int = 1000, seed: int = 0, temperature: float = 1.0,
             top_p: float = 1.0, prime: str = "", which: str = "best") -> Passage:
     """Text synthesised from a run's best (or last) parameters, with their update and loss."""
-    from .checkpoint import load_params
+    from .checkpoint import load_params, load_state
     from .corpus import Corpus
     from .models import get_model
     from .sample import generate
@@ -479,7 +484,8 @@ def passage(run_dir: str | Path, length: int = 1000, seed: int = 0, temperature:
     params, meta = load_params(run_dir, which)
     vocab = Corpus.from_vocabulary(meta["corpus"]["chars"], meta["corpus"]["name"])
     model = get_model(meta["config"]["model"])
-    text = generate(model, params, vocab, length, np.random.default_rng(seed), temperature, top_p, prime)
+    text = generate(model, params, vocab, length, np.random.default_rng(seed), temperature, top_p, prime,
+                    load_state(run_dir, which))
     has_val = meta["config"].get("val_fraction", 0) > 0
     if which == "best":
         update, loss = meta.get("best_update"), meta.get("best_loss")
@@ -780,9 +786,9 @@ def heldout_section(plan: dict, figures_dir: str | Path | None = None) -> HTML:
     if gap_seq > 2 * max(gap_chk, 0.05):
         words.append(f"The sequential run's final held-out loss lies {_gap(gap_seq)} its training loss per "
                      f"character, the chunked run's {_gap(gap_chk)}: the sequential walk carries h through the "
-                     f"whole text and resets it only at the start of an epoch, while the evaluation starts the "
-                     f"held-out text from h = 0, a state the sequential run rarely trains from; the chunked order "
-                     f"resets h every {num(chunks.config['chunk_length'])} characters, as the evaluation does.")
+                     f"whole text and resets it only at the start of an epoch, so it sees the same text in the "
+                     f"same order every epoch; the chunked order shuffles chunks of "
+                     f"{num(chunks.config['chunk_length'])} characters and resets h at each.")
     else:
         words.append(f"At the end the held-out loss lies {_gap(gap_seq)} the training loss per character for the "
                      f"sequential walk and {_gap(gap_chk)} it for the chunked order.")
@@ -792,14 +798,13 @@ def heldout_section(plan: dict, figures_dir: str | Path | None = None) -> HTML:
         settled = int(seq_val.updates[np.argmax(seq_val.loss < 1.1 * seq_val.final)])
         words.append(f"Earlier, though, the sequential run's held-out loss was far higher ({num(float(seq_val.loss[i]), 2)} "
                      f"nats at update {num(int(seq_val.updates[i]))}; it first came within 10 % of its final value at update "
-                     f"{num(settled)}), while the chunked run's never rose above 1.5 times its best: "
-                     f"a model trained with h carried through the text did not yet predict well from h = 0, where "
-                     f"the evaluation starts.")
-    words.append("The studies below train in chunks, so that training, like the evaluation, often starts from h = 0.")
+                     f"{num(settled)}), while the chunked run's never rose above 1.5 times its best.")
+    words.append("The studies below train in chunks (the order the 2023–2026 handouts suggest), which also "
+                 "teaches their models to start well from h = 0.")
     fig = plots.heldout_curves(labelled)
     caption = (f"Training smooth loss per character (smooth loss / seq_length = {c['seq_length']}; an exponential "
                f"average over about 1,000 updates, so it lags) and held-out loss per character (every "
-               f"{num(c['val_every'])} updates, the last {pct(c['val_fraction'])} of the text, h = 0 at its start), "
+               f"{num(c['val_every'])} updates, the last {pct(c['val_fraction'])} of the text, h carried from the training state), "
                f"both in nats, for {num(c['n_updates'])} updates of the handout's RNN (m = {c['m']}, "
                f"AdaGrad, eta = {c['eta']}).")
     intro = HTML(
@@ -873,8 +878,7 @@ def lstm_section(plan: dict, figures_dir: str | Path | None = None) -> HTML:
         f"{esc(_ran_with(plan, specs[:1]))}, one core each. The RNN keeps the handout's settings (m = 100, AdaGrad, "
         f"eta = 0.1, B = 1); the LSTM uses m = 128, 16 streams of 50 characters and Adam with eta = 0.003, "
         f"settings that train it well per second. Both train in shuffled chunks "
-        f"(<span class=\"mono\">--order chunks</span>, h reset at each chunk, as the held-out evaluation "
-        f"starts from h = 0). The runs stop on time, so their numbers of updates vary from build to build "
+        f"(<span class=\"mono\">--order chunks</span>, h reset at each chunk). The runs stop on time, so their numbers of updates vary from build to build "
         f"(backends: LSTM {esc(lstm.summary.get('backend') or '—')}, RNN {esc(rnn.summary.get('backend') or '—')}).</p>")
     return join(intro,
                 figure(fig, Path(figures_dir) / "lstm_vs_rnn.png" if figures_dir else None, caption),

@@ -70,8 +70,10 @@ def warm_up(model, params: dict, state: np.ndarray, ids: np.ndarray) -> np.ndarr
 
 
 def generate(model, params: dict, corpus, length: int = 1000, rng: np.random.Generator | None = None,
-             temperature: float = 1.0, top_p: float = 1.0, prime: str = "") -> str:
-    """Text from a trained model: primed with ``prime`` (default: the corpus's first character).
+             temperature: float = 1.0, top_p: float = 1.0, prime: str = "", state: np.ndarray | None = None) -> str:
+    """Text from a trained model: primed with ``prime`` (default: the corpus's first character),
+    from ``state`` (default h = 0; a run's saved state suits a model trained with h carried, which
+    can predict badly from h = 0).
 
     The returned text starts with the priming text. For a tweet corpus, generation starts a new
     tweet (input EOT, h = 0) and stops at the end-of-tweet character or after 280 characters.
@@ -89,7 +91,8 @@ def generate(model, params: dict, corpus, length: int = 1000, rng: np.random.Gen
         prime_ids = np.concatenate([[stop], corpus.encode(prime)])
     else:
         prime_ids = corpus.encode(prime) if prime else corpus.ids[:1]
-    state = warm_up(model, params, model.zero_state(params), prime_ids)
+    start = model.zero_state(params) if state is None or corpus.is_tweets else state
+    state = warm_up(model, params, start, prime_ids)
     ids = synthesize(model, params, state, int(prime_ids[-1]), length, rng, temperature, top_p, stop)
     if ids and ids[-1] == stop:
         ids = ids[:-1]

@@ -149,12 +149,12 @@ def steps_in(length: int, seq_length: int, keep_tail: bool) -> int:
 
 
 def evaluate(model, params: dict, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-             piece: int = 1000) -> float:
-    """Mean loss per predicted character (nats) over the segments, h = 0 at each segment's start
-    and carried through it (in pieces of ``piece`` steps)."""
+             piece: int = 1000, state0: np.ndarray | None = None) -> float:
+    """Mean loss per predicted character (nats) over the segments, the state ``state0`` (default
+    h = 0) at each segment's start and carried through it (in pieces of ``piece`` steps)."""
     total, count = 0.0, 0
     for start, end in zip(starts, ends):
-        state = model.zero_state(params)
+        state = model.zero_state(params) if state0 is None else state0
         for a in range(int(start), int(end) - 1, piece):
             b = min(a + piece, int(end) - 1)
             x, y = ids[a:b], ids[a + 1:b + 1]
@@ -214,6 +214,8 @@ class Trainer:
         self.dw, self.grads = flatten(params)
         self.opt_state = self.opt.init_state(self.w)
         self.best_w = self.w.copy()
+        self.best_state = self.model.zero_state(self.params)  # stream 0's state at the best update
+        self.last_h = self.best_state.copy()  # stream 0's state after the last update
         self.best_loss, self.best_update = math.inf, 0
         self.updates = self.epoch = self.group = self.offset = 0
         self.plan = make_plan(self.seg_starts, self.seg_ends, cfg, self.rng)
@@ -284,6 +286,7 @@ class Trainer:
             clip(self.dw, self.cfg.clip)
             self.opt.update(self.w, self.dw, self.opt_state)
         self.state = h_last.reshape(self.state.shape)
+        self.last_h = self.state[0]  # kept when _advance resets the state for a new epoch or chunk
         return loss
 
     def sample_now(self) -> dict:
@@ -298,7 +301,11 @@ class Trainer:
         return {"update": self.updates, "smooth_loss": self.smooth_loss, "text": text}
 
     def validate_now(self) -> float:
-        return evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends)
+        """The held-out loss per character. Plain text: from stream 0's state after the last update,
+        carried through the held-out part (a model trained with h carried through the text may
+        predict badly from h = 0, a state it rarely trained from); tweets: h = 0 per tweet."""
+        state0 = None if self.corpus.is_tweets else self.last_h
+        return evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends, state0=state0)
 
     # the loop --------------------------------------------------------------------------------
     def run(self, progress: bool = True, on_sample=None, on_validate=None) -> dict:
@@ -336,8 +343,7 @@ class Trainer:
                 if has_val and (self.updates % cfg.val_every == 0 or self.done()):
                     self._record_validation(on_validate)
                 elif not has_val and self.smooth_loss < self.best_loss:
-                    self.best_loss, self.best_update = self.smooth_loss, self.updates
-                    np.copyto(self.best_w, self.w)
+                    self._record_best(self.smooth_loss)
                 if self.updates % cfg.checkpoint_every == 0:
                     self.save()
                 bar.update(1)
@@ -364,8 +370,12 @@ class Trainer:
         if on_validate:
             on_validate(self.updates, val)
         if val < self.best_loss:
-            self.best_loss, self.best_update = val, self.updates
-            np.copyto(self.best_w, self.w)
+            self._record_best(val)
+
+    def _record_best(self, loss: float) -> None:
+        self.best_loss, self.best_update = loss, self.updates
+        np.copyto(self.best_w, self.w)
+        np.copyto(self.best_state, self.last_h)
 
     # files -----------------------------------------------------------------------------------
     def write_config(self) -> None:
@@ -391,7 +401,8 @@ class Trainer:
     def save(self) -> None:
         """checkpoint.npz (all a resume needs), history.npz and samples.json."""
         history = self.history_arrays()
-        arrays = {"w": self.w, "best_w": self.best_w, "state": self.state, "plan": self.plan,
+        arrays = {"w": self.w, "best_w": self.best_w, "state": self.state, "best_state": self.best_state,
+                  "plan": self.plan,
                   **{f"opt_{k}": v for k, v in self.opt_state.items()}, **history}
         meta = {
             "config": asdict(self.cfg),
@@ -448,6 +459,7 @@ class Trainer:
             raise TrainingError(f"{out}: the corpus {self.corpus.name} is not the one this run was trained on")
         self.w[...] = arrays["w"]
         self.best_w[...] = arrays["best_w"]
+        self.best_state[...] = arrays["best_state"]
         for k in self.opt_state:
             self.opt_state[k][...] = arrays[f"opt_{k}"]
         self.state = arrays["state"].copy()

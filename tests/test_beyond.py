@@ -78,21 +78,47 @@ def test_streams_walk_contiguous_parts(tmp_path):
 
 
 def test_validation_loss_is_the_direct_computation(tmp_path):
-    """Held-out loss per character = -mean log p(next char), h carried over the whole held-out part."""
+    """Held-out loss per character = -mean log p(next char), h carried over the whole held-out part
+    from stream 0's state after the last update (not h = 0)."""
     path = small_text(tmp_path, n=3000)
     tr = Trainer(Config(corpus=str(path), m=6, val_fraction=0.2, n_updates=50, sample_every=0), tmp_path / "v")
     tr.run(progress=False)
     n = len(tr.ids)
     start = n - int(0.2 * n)
     assert tr.n_train == start
-    h, total = np.zeros(6), 0.0
+    h0 = tr.last_h.copy()
+    assert np.abs(h0).max() > 0.01  # a real state, so starting from it matters
+    h, total = h0.copy(), 0.0
     for t in range(start, n - 1):  # one character at a time, from the definition
         h = np.tanh(tr.params["W"] @ h + tr.params["U"][:, tr.ids[t]] + tr.params["b"])
         o = tr.params["V"] @ h + tr.params["c"]
         total += np.log(np.exp(o - o.max()).sum()) + o.max() - o[tr.ids[t + 1]]
     direct = total / (n - 1 - start)
     assert tr.val_hist[-1][1] == pytest.approx(direct, rel=1e-10)
-    assert evaluate(tr.model, tr.params, tr.ids, tr.val_starts, tr.val_ends, piece=7) == pytest.approx(direct, rel=1e-10)
+    assert evaluate(tr.model, tr.params, tr.ids, tr.val_starts, tr.val_ends, piece=7,
+                    state0=h0) == pytest.approx(direct, rel=1e-10)
+    assert evaluate(tr.model, tr.params, tr.ids, tr.val_starts, tr.val_ends) != pytest.approx(direct, rel=1e-6)
+
+
+def test_best_state_is_saved_and_generation_starts_from_it(tmp_path):
+    """The checkpoint keeps stream 0's state at the best update; load_state returns it, and
+    generate from it is the primed synthesis from that state (not from h = 0)."""
+    from a4lib import checkpoint as ckpt
+    from a4lib.sample import generate, synthesize
+
+    path = small_text(tmp_path, n=3000)
+    out = tmp_path / "b"
+    tr = Trainer(Config(corpus=str(path), m=6, n_updates=80, sample_every=0), out)
+    tr.run(progress=False)
+    best = ckpt.load_state(out, "best")
+    assert tr.best_update > 0 and np.abs(best).max() > 0.01
+    np.testing.assert_array_equal(best, tr.best_state)
+    np.testing.assert_array_equal(ckpt.load_state(out, "last"), tr.state[0])
+    params, _ = ckpt.load_params(out, "best")
+    text = generate(tr.model, params, tr.corpus, 40, np.random.default_rng(1), state=best)
+    ids = synthesize(tr.model, params, best, int(tr.corpus.ids[0]), 40, np.random.default_rng(1))
+    assert text == tr.corpus.decode(tr.corpus.ids[:1]) + tr.corpus.decode(ids)
+    assert text != generate(tr.model, params, tr.corpus, 40, np.random.default_rng(1))
 
 
 def test_best_parameters_follow_the_validation_loss(tmp_path):
@@ -176,3 +202,16 @@ def test_tweet_sampling_stops_at_the_end_mark(tmp_path):
     params, meta = load_params(tmp_path / "ab")
     vocab = Corpus.from_vocabulary(meta["corpus"]["chars"], "v")
     assert generate(rnn, params, vocab, 1000, np.random.default_rng(0), temperature=0) == "ab"
+
+
+def test_tweet_validation_starts_each_tweet_from_zero(tmp_path):
+    """Held-out tweets are evaluated from h = 0 each (as they are trained), not from the training state."""
+    path = tweets_file(tmp_path, [f"tweet number {i} says hi" for i in range(20)])
+    tr = Trainer(Config(corpus=str(path), m=5, seq_length=10, val_fraction=0.2, n_updates=30, sample_every=0),
+                 tmp_path / "t")
+    tr.run(progress=False)
+    assert np.abs(tr.last_h).max() > 0.01
+    zero = evaluate(tr.model, tr.params, tr.ids, tr.val_starts, tr.val_ends)
+    assert tr.validate_now() == pytest.approx(zero, rel=1e-12)
+    assert zero != pytest.approx(evaluate(tr.model, tr.params, tr.ids, tr.val_starts, tr.val_ends,
+                                          state0=tr.last_h), rel=1e-6)

@@ -148,7 +148,8 @@ def test_tweets_are_walked_one_by_one(tmp_path, tiny_config):
 
 def test_validation_text_is_never_trained_on(tmp_path, tiny_config):
     """val_fraction holds out the final part: training windows stay before it; the recorded validation
-    losses are the mean loss per character of the held-out text, h = 0 at its start."""
+    losses are the mean loss per character of the held-out text, from stream 0's state after the last
+    update."""
     n = 200
     path = write_text(tmp_path / "t.txt", n)
     trainer = Trainer(tiny_config(path, seq_length=6, n_updates=60, val_fraction=0.25, val_every=20),
@@ -164,7 +165,7 @@ def test_validation_text_is_never_trained_on(tmp_path, tiny_config):
     assert len(windows) == 60
     assert [u for u, _ in trainer.val_hist] == [20, 40, 60]
     held = ids[n_train:]
-    expected = rnn.loss(trainer.params, held[:-1], held[1:], np.zeros(8)) / (len(held) - 1)
+    expected = rnn.loss(trainer.params, held[:-1], held[1:], trainer.last_h) / (len(held) - 1)
     assert trainer.val_hist[-1][1] == pytest.approx(expected, rel=1e-10)
     assert summary["best_val_loss"] == pytest.approx(min(v for _, v in trainer.val_hist))
     assert summary["final_val_loss"] == pytest.approx(expected, rel=1e-10)
