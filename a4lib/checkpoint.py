@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,12 @@ def load_params(run_dir: Path, which: str = "best") -> tuple[dict[str, np.ndarra
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no {CHECKPOINT} (not a training run directory?)")
-    with np.load(path, allow_pickle=False) as z:  # only what is asked for: the history can be large
-        meta = json.loads(str(z["meta"]))
-        flat = z["best_w" if which == "best" else "w"]
+    try:
+        with np.load(path, allow_pickle=False) as z:  # only what is asked for: the history can be large
+            meta = json.loads(str(z["meta"]))
+            flat = z["best_w" if which == "best" else "w"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a readable a4lib checkpoint ({type(err).__name__})") from None
     like = {k: np.empty(shape) for k, shape in meta["param_shapes"].items()}
     return {k: v.copy() for k, v in unflatten(flat, like).items()}, meta
 

@@ -226,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainingError, OSError) as err:
         print(f"a4lib: error: {err}", file=sys.stderr)
         return 1
+    except MemoryError:
+        print("a4lib: error: out of memory (try a smaller --m or --batch-size)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ With temperature 1 and top_p 1 this is exactly the handout's sampling.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -45,7 +47,7 @@ def next_index(o: np.ndarray, rng: np.random.Generator, temperature: float = 1.0
 def synthesize(model, params: dict, state: np.ndarray, x0: int, n: int, rng: np.random.Generator,
                temperature: float = 1.0, top_p: float = 1.0, stop: int | None = None) -> list[int]:
     """n indices generated from ``state`` (S,) with first input x0; stops early after index ``stop``."""
-    if temperature < 0 or not 0 < top_p <= 1:
+    if not (0 <= temperature < math.inf and 0 < top_p <= 1):  # NaN fails both
         raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
     state = np.asarray(state, dtype=np.float64)[None, :]
     ix, out = x0, []

@@ -125,6 +125,9 @@ def segments(corpus: Corpus, cfg: Config, n_train: int) -> tuple[np.ndarray, np.
         starts = np.arange(0, n_train - 1, cfg.chunk_length)
         return starts, np.minimum(starts + cfg.chunk_length, n_train)
     part = n_train // cfg.batch_size
+    if part < cfg.seq_length + 1:
+        raise ValueError(f"batch_size {cfg.batch_size} is too large: each stream needs at least seq_length + 1 "
+                         f"= {cfg.seq_length + 1} of the {n_train:,} training characters")
     starts = np.arange(cfg.batch_size) * part
     return starts, starts + part
 

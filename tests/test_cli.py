@@ -186,6 +186,8 @@ def bad_cases(base: Path, run: Path):
     (base / "empty.txt").write_bytes(b"")
     (base / "short.txt").write_text("abc", encoding="utf-8")
     (base / "no_checkpoint").mkdir(exist_ok=True)
+    (base / "corrupt").mkdir(exist_ok=True)
+    (base / "corrupt" / "checkpoint.npz").write_bytes(b"not a zip file")
     new = base / "new_run"
     train = ["train", "--corpus", ok, "--out", new, "--updates", "5", "--quiet"]
     return {
@@ -219,6 +221,9 @@ def bad_cases(base: Path, run: Path):
         "numba backend for the lstm": (["train", "--corpus", ok, "--out", new, "--model", "lstm",
                                         "--backend", "numba"], "rnn only"),
         "bench: unknown backend": (["bench", "--corpus", ok, "--backend", "cuda"], "cuda"),
+        "generate: corrupt checkpoint": (["generate", base / "corrupt"], "checkpoint"),
+        "generate: temperature nan": (["generate", run, "--temperature", "nan"], "temperature"),
+        "batch size too large": (train + ["--batch-size", "100000000"], "batch_size"),
     }
 
 
@@ -230,6 +235,7 @@ BAD = [
     "generate: no checkpoint", "generate: negative length", "generate: negative temperature",
     "generate: top-p 0", "generate: unknown prime", "gradcheck: missing corpus", "gradcheck: m < 1",
     "bench: m < 1", "unknown backend", "numba backend for the lstm", "bench: unknown backend",
+    "generate: corrupt checkpoint", "generate: temperature nan", "batch size too large",
 ]
 
 
