@@ -59,7 +59,7 @@ class Config:
     chunk_length: int = 1000
     val_fraction: float = 0.0
     val_every: int = 1000
-    checkpoint_every: int = 10_000
+    checkpoint_every: int = 10_000  # updates between checkpoints (fewer when saving gets slow)
     backend: str = "auto"
 
     def validate(self) -> None:
@@ -321,6 +321,7 @@ class Trainer:
         bar = tqdm(total=self.total_updates(), initial=self.updates, disable=not progress,
                    file=sys.stderr, unit="upd", mininterval=1.0, dynamic_ncols=True)
         t0 = time.perf_counter() - self.seconds
+        next_save = 0.0
         status = "finished"
         with _Interrupt() as interrupt:
             while not self.done():
@@ -347,8 +348,12 @@ class Trainer:
                     self._record_validation(on_validate)
                 elif not has_val and self.smooth_loss < self.best_loss:
                     self._record_best(self.smooth_loss)
-                if self.updates % cfg.checkpoint_every == 0:
+                if self.updates % cfg.checkpoint_every == 0 and self.seconds >= next_save:
+                    spent = time.perf_counter()
                     self.save()
+                    spent = time.perf_counter() - spent
+                    # a long history makes each save slower: keep saving under ~10 % of the time
+                    next_save = self.seconds + 9 * spent
                 bar.update(1)
                 if self.updates % 200 == 0:
                     bar.set_postfix(smooth_loss=f"{self.smooth_loss:.3f}", refresh=False)

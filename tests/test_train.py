@@ -482,3 +482,24 @@ def test_auto_backend_is_numba_for_the_rnn_only():
         resolve_backend("lstm", "numba")
     with pytest.raises(ValueError, match="unknown backend"):
         resolve_backend("rnn", "cuda")
+
+
+def test_periodic_checkpoints_stay_a_small_share_of_the_time(small_text, tmp_path, tiny_config, monkeypatch):
+    """checkpoint_every = 1 with a save that takes 20 ms: saves are skipped so that they take about
+    a tenth of the time, not most of it; the run still ends with its final save."""
+    import time as _time
+
+    trainer = Trainer(tiny_config(small_text, n_updates=300, checkpoint_every=1), tmp_path / "r")
+    real_save, saves = trainer.save, []
+
+    def slow_save():
+        saves.append(trainer.updates)
+        _time.sleep(0.02)
+        real_save()
+
+    monkeypatch.setattr(trainer, "save", slow_save)
+    trainer.run(progress=False)
+    assert saves[0] == 1 and saves[-1] == 300
+    assert 2 <= len(saves) <= 300 // 5
+    gaps = np.diff(saves[:-1])
+    assert (gaps >= 1).all()
