@@ -78,7 +78,12 @@ def load_params(run_dir: Path, which: str = "best") -> tuple[dict[str, np.ndarra
 def load_state(run_dir: Path, which: str = "best") -> np.ndarray | None:
     """The state that goes with ``load_params(run_dir, which)``: stream 0's hidden state after the
     best (or last) update, shape (S,); None for a checkpoint that does not hold it."""
+    key = "best_state" if which == "best" else "last_state"
     with np.load(Path(run_dir) / CHECKPOINT, allow_pickle=False) as z:
-        if which == "best":
-            return z["best_state"] if "best_state" in z.files else None
-        return z["state"][0]
+        return z[key] if key in z.files else None
+
+
+def load_meta(path: Path) -> dict:
+    """The metadata of an .npz written by ``save_arrays``, without reading its arrays."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["meta"])) if "meta" in z.files else {}

@@ -119,7 +119,7 @@ def cmd_train(a) -> int:
     if a.resume:
         if not (a.out / ckpt.CHECKPOINT).is_file():
             raise UsageError(f"{a.out}: no run to resume (no {ckpt.CHECKPOINT})")
-        _check_resume_settings(a, ckpt.load_arrays(a.out / ckpt.CHECKPOINT)[1]["config"])
+        _check_resume_settings(a, ckpt.load_meta(a.out / ckpt.CHECKPOINT)["config"])
     else:
         cfg.validate()
         if (a.out / ckpt.CHECKPOINT).exists():

@@ -772,7 +772,8 @@ def loss(params: Params, x, y, h0) -> float:
 def clip_adagrad(w: np.ndarray, dw: np.ndarray, M: np.ndarray, eta: float, eps: float, limit: float) -> None:
     """``optim.clip(dw, limit)`` then ``optim.AdaGrad(eta, eps).update(w, dw, {"M": M})`` in one
     pass over the flat float64 vectors (in place, the same bits; limit <= 0 or inf: no clipping)."""
-    _build()
+    if not _built:
+        _build()
     if not (w.shape == dw.shape == M.shape and w.ndim == 1 and
             all(a.dtype is _F64 and a.flags.c_contiguous for a in (w, dw, M))):
         raise ValueError("clip_adagrad needs three contiguous float64 vectors of one length")

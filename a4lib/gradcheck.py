@@ -4,7 +4,7 @@ The numerical gradient of element i is (L(theta + h e_i) - L(theta - h e_i)) / 2
 perturbing the arrays in place (and restoring them). The relative error of an element is
 |g_a - g_n| / max(floor, |g_a| + |g_n|). The floor is the smallest gradient the differences can
 measure to the tolerance: L itself carries round-off of about eps |L| (eps = 2.2e-16), so g_n
-carries about ``noise`` = 10 eps |L| / h, and an entry below noise / tol cannot be resolved to
+carries about ``noise`` = 10 eps max(1, |L|) / h, and an entry below noise / tol cannot be resolved to
 tol; such entries are judged by their absolute error instead (``check_floor``). Clipping is
 never applied here: it would change the function being differentiated.
 """
@@ -47,8 +47,8 @@ def relative_errors(analytic: Arrays, numeric: Arrays, floor: float = 1e-8) -> d
 
 
 def check_floor(loss: float, h: float, tol: float) -> float:
-    """The relative-error floor: the round-off of a centred difference, 10 eps |L| / h, over tol
-    (never below 1e-8)."""
+    """The relative-error floor: the round-off of a centred difference, 10 eps max(1, |L|) / h,
+    over tol (never below 1e-8)."""
     noise = 10 * np.finfo(np.float64).eps * max(1.0, abs(loss)) / h
     return max(1e-8, noise / tol)
 

@@ -138,8 +138,9 @@ def backward(params: Params, cache: dict, grads: Params | None = None,
         dc += dc_next
         np.multiply(J[t], dc[:, None, :], out=dA4[t])
         np.multiply(J[t, :, 2], dh, out=dA4[t, :, 2])
-        np.multiply(dc, f[t], out=dc_next)
-        np.dot(dA[t], W, out=dh_next)
+        if t:  # at t = 0 both would only feed the initial state
+            np.multiply(dc, f[t], out=dc_next)
+            np.dot(dA[t], W, out=dh_next)
 
     dA2 = dA.reshape(T * B, 4 * m)
     np.dot(dA2.T, H[:-1].reshape(T * B, m), out=grads["W"])

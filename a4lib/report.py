@@ -335,12 +335,12 @@ def data_section(run: Run, chars: list[str] | None = None) -> HTML:
 
 def run_vocabulary(run_dir: str | Path) -> list[str]:
     """The vocabulary (index order) stored in a run's checkpoint."""
-    from .checkpoint import CHECKPOINT, load_arrays
+    from .checkpoint import CHECKPOINT, load_meta
 
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         return []
-    _, meta = load_arrays(path)
+    meta = load_meta(path)
     return list(meta.get("corpus", {}).get("chars", []))
 
 
@@ -361,7 +361,7 @@ def gradcheck_method(results: list[dict]) -> HTML:
         f"|g<sub>a</sub> − g<sub>n</sub>| / max(floor, |g<sub>a</sub>| + |g<sub>n</sub>|), the floor "
         f"({esc(floors)}) being the smallest gradient a centred difference resolves to the tolerance: L "
         f"carries round-off of about ε|L| (ε = 2.2·10<sup>−16</sup>), so g<sub>n</sub> carries about "
-        f"10ε|L|/h, and the floor is that over the tolerance; smaller entries are judged by their absolute "
+        f"10ε·max(1, |L|)/h, and the floor is that over the tolerance; smaller entries are judged by their absolute "
         f"error. The tables give the maximum and mean relative error over each array, and the largest "
         f"absolute difference. "
         f"The check passes when every maximum relative error is at most {r0['tol']:.0e}.</p>"
@@ -799,8 +799,7 @@ def heldout_section(plan: dict, figures_dir: str | Path | None = None) -> HTML:
         words.append(f"Earlier, though, the sequential run's held-out loss was far higher ({num(float(seq_val.loss[i]), 2)} "
                      f"nats at update {num(int(seq_val.updates[i]))}; it first came within 10 % of its final value at update "
                      f"{num(settled)}), while the chunked run's never rose above 1.5 times its best.")
-    words.append("The studies below train in chunks (the order the 2023–2026 handouts suggest), which also "
-                 "teaches their models to start well from h = 0.")
+    words.append("The studies below train in chunks, the order the 2023–2026 handouts suggest.")
     fig = plots.heldout_curves(labelled)
     caption = (f"Training smooth loss per character (smooth loss / seq_length = {c['seq_length']}; an exponential "
                f"average over about 1,000 updates, so it lags) and held-out loss per character (every "

@@ -216,23 +216,6 @@ def groups(the_plan: Mapping) -> list[list[dict]]:
     return [out[g] for g in sorted(out)]
 
 
-def partners(the_plan: Mapping, name: str) -> list[str]:
-    """The labels of the runs that ran at the same time as run ``name``."""
-    for group in groups(the_plan):
-        if any(r["name"] == name for r in group):
-            return [r["label"] for r in group if r["name"] != name]
-    return []
-
-
-def option(args: Sequence[str], flag: str, default=None):
-    """The value after ``flag`` in an argument list (the last one), or ``default``."""
-    value = default
-    for a, b in zip(args, args[1:]):
-        if a == flag:
-            value = b
-    return value
-
-
 # --- what the runs measured ----------------------------------------------------------------
 
 def per_char(loss, seq_length: int):

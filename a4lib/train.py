@@ -30,6 +30,9 @@ from .optim import OPTIMIZERS, clip, flatten, make_optimizer, unflatten
 from .sample import generate, synthesize
 
 ORDERS = ("sequential", "chunks")
+# What a run directory holds and means; bumped when that changes, so that builds do not reuse older
+# runs. 2: held-out loss from the training state, the states that go with the parameters saved.
+RUN_FORMAT = 2
 
 
 class TrainingError(RuntimeError):
@@ -393,6 +396,7 @@ class Trainer:
             "corpus_sha256": self.corpus.sha256,
             "K": self.corpus.K,
             "backend_used": self.backend,
+            "format": RUN_FORMAT,
         })
 
     def history_arrays(self) -> dict[str, np.ndarray]:
@@ -410,6 +414,7 @@ class Trainer:
         """checkpoint.npz (all a resume needs), history.npz and samples.json."""
         history = self.history_arrays()
         arrays = {"w": self.w, "best_w": self.best_w, "state": self.state, "best_state": self.best_state,
+                  "last_state": self.last_h,
                   "plan": self.plan,
                   **{f"opt_{k}": v for k, v in self.opt_state.items()}, **history}
         meta = {
@@ -429,6 +434,7 @@ class Trainer:
         epochs_done = self.epoch + (self.updates - self.epoch_starts[-1]) / max(1, self.updates_per_epoch())
         summary = {
             "status": status,
+            "format": RUN_FORMAT,
             "model": self.cfg.model,
             "backend": self.backend,
             "updates": self.updates,
@@ -468,6 +474,7 @@ class Trainer:
         self.w[...] = arrays["w"]
         self.best_w[...] = arrays["best_w"]
         self.best_state[...] = arrays["best_state"]
+        self.last_h = arrays["last_state"].copy()
         for k in self.opt_state:
             self.opt_state[k][...] = arrays[f"opt_{k}"]
         self.state = arrays["state"].copy()

@@ -244,7 +244,10 @@ def run_matches(run: Path, want: dict, sha256: str) -> bool:
         summary = json.loads((run / "summary.json").read_text())
     except (OSError, json.JSONDecodeError):
         return False
+    from a4lib.train import RUN_FORMAT
+
     return (summary.get("status") == "finished" and config.get("corpus_sha256") == sha256
+            and config.get("format") == RUN_FORMAT
             and (run / "checkpoint.npz").is_file() and (run / "samples.json").is_file()
             and all(config.get(k) == v for k, v in want.items()))
 
@@ -336,7 +339,10 @@ def study_run_reusable(run: Path, key: dict) -> bool:
         prov = json.loads((run / "provenance.json").read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return summary.get("status") == "finished" and prov.get("key") == key and (run / "checkpoint.npz").is_file()
+    from a4lib.train import RUN_FORMAT
+
+    return (summary.get("status") == "finished" and summary.get("format") == RUN_FORMAT
+            and prov.get("key") == key and (run / "checkpoint.npz").is_file())
 
 
 def clear_run_dir(run: Path) -> None:

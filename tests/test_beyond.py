@@ -113,7 +113,7 @@ def test_best_state_is_saved_and_generation_starts_from_it(tmp_path):
     best = ckpt.load_state(out, "best")
     assert tr.best_update > 0 and np.abs(best).max() > 0.01
     np.testing.assert_array_equal(best, tr.best_state)
-    np.testing.assert_array_equal(ckpt.load_state(out, "last"), tr.state[0])
+    np.testing.assert_array_equal(ckpt.load_state(out, "last"), tr.last_h)  # not zeroed by a new epoch
     params, _ = ckpt.load_params(out, "best")
     text = generate(tr.model, params, tr.corpus, 40, np.random.default_rng(1), state=best)
     ids = synthesize(tr.model, params, best, int(tr.corpus.ids[0]), 40, np.random.default_rng(1))
@@ -215,3 +215,18 @@ def test_tweet_validation_starts_each_tweet_from_zero(tmp_path):
     assert tr.validate_now() == pytest.approx(zero, rel=1e-12)
     assert zero != pytest.approx(evaluate(tr.model, tr.params, tr.ids, tr.val_starts, tr.val_ends,
                                           state0=tr.last_h), rel=1e-6)
+
+
+def test_last_state_survives_the_epoch_reset(tmp_path):
+    """A run that ends on an epoch boundary: the walk's h is reset to zero, but the saved last state
+    is the one after the last update, and generate --params last starts from it."""
+    from a4lib import checkpoint as ckpt
+
+    path = small_text(tmp_path, n=1000)
+    out = tmp_path / "e"
+    tr = Trainer(Config(corpus=str(path), m=6, n_epochs=1, sample_every=0), out)
+    tr.run(progress=False)
+    assert not tr.state.any()  # the new epoch's h
+    last = ckpt.load_state(out, "last")
+    assert np.abs(last).max() > 0.01
+    np.testing.assert_array_equal(last, tr.last_h)

@@ -109,15 +109,15 @@ def test_plan_groups_runs_that_are_compared_in_seconds(tmp_path):
     assert ["optimizer-adagrad", "optimizer-rmsprop"] in names and ["optimizer-adam", "tweets"] in names
     assert [b["batch_size"] for b in plan["batches"]["benches"]] == list(studies.BATCH_SIZES)
     for r in studies.all_runs(plan):
-        assert studies.option(r["args"], "--val-fraction") == "0.1" or r["name"] == "tweets"
+        assert option(r["args"], "--val-fraction") == "0.1" or r["name"] == "tweets"
         assert r["dir"] == str(tmp_path / r["name"])
     race = {r["name"]: r for r in plan["lstm"]["runs"]}
-    assert studies.option(race["race-lstm"]["args"], "--max-seconds") == studies.option(
+    assert option(race["race-lstm"]["args"], "--max-seconds") == option(
         race["race-rnn"]["args"], "--max-seconds") == "4"
     opt = plan["optimizers"]["runs"]
-    assert len({studies.option(r["args"], "--updates") for r in opt}) == 1
-    assert [studies.option(r["args"], "--optimizer") for r in opt] == ["adagrad", "rmsprop", "adam"]
-    assert studies.partners(plan, "optimizer-adam") == [plan["tweets"]["runs"][0]["label"]]
+    assert len({option(r["args"], "--updates") for r in opt}) == 1
+    assert [option(r["args"], "--optimizer") for r in opt] == ["adagrad", "rmsprop", "adam"]
+    assert partners(plan, "optimizer-adam") == [plan["tweets"]["runs"][0]["label"]]
 
 
 def test_plan_leaves_out_what_is_switched_off(tmp_path):
@@ -127,7 +127,7 @@ def test_plan_leaves_out_what_is_switched_off(tmp_path):
     with pytest.raises(ValueError, match="unknown section"):
         studies.plan(["nope"], "c.txt", 10_000, tmp_path, studies.QUICK)
     alone = studies.plan(["tweets"], "c.txt", 10_000, tmp_path, studies.QUICK, tweets="t.json")
-    assert studies.partners(alone, "tweets") == []
+    assert partners(alone, "tweets") == []
 
 
 def test_run_commands_parse_back(tmp_path):
@@ -301,6 +301,23 @@ def test_tweets_section_and_its_fallback(study_plan):
     assert fallback.count("<p>") == 1 and "make report TWEETS=" in fallback
 
 
+def option(args, flag: str, default=None):
+    """The value after ``flag`` in an argument list (the last one), or ``default``."""
+    value = default
+    for a, b in zip(args, args[1:]):
+        if a == flag:
+            value = b
+    return value
+
+
+def partners(the_plan, name: str) -> list[str]:
+    """The labels of the runs that ran at the same time as run ``name``."""
+    for group in studies.groups(the_plan):
+        if any(r["name"] == name for r in group):
+            return [r["label"] for r in group if r["name"] != name]
+    return []
+
+
 # --- report/build.py's options ------------------------------------------------------------------
 
 def load_build():
@@ -342,3 +359,22 @@ def test_bad_tweet_corpus_is_one_line(tmp_path):
         assert r.returncode == 1
         errors = [ln for ln in r.stdout.splitlines() if "error" in ln]
         assert len(errors) == 1 and said in errors[0] and f"TWEETS={tweets}" in errors[0]
+
+
+def test_runs_of_an_older_format_are_not_reused(tmp_path):
+    """A finished run is reused only when it was written in the current run format."""
+    from a4lib.train import RUN_FORMAT
+
+    build = load_build()
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("checkpoint.npz", "samples.json"):
+        (run / name).write_text("x")
+    config = {"corpus_sha256": "abc", "m": 8, "format": RUN_FORMAT}
+    (run / "summary.json").write_text(json.dumps({"status": "finished", "format": RUN_FORMAT}))
+    (run / "provenance.json").write_text(json.dumps({"key": {"k": 1}}))
+    (run / "config.json").write_text(json.dumps(config))
+    assert build.run_matches(run, {"m": 8}, "abc") and build.study_run_reusable(run, {"k": 1})
+    (run / "config.json").write_text(json.dumps({**config, "format": RUN_FORMAT - 1}))
+    (run / "summary.json").write_text(json.dumps({"status": "finished"}))
+    assert not build.run_matches(run, {"m": 8}, "abc") and not build.study_run_reusable(run, {"k": 1})
