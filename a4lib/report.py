@@ -504,8 +504,8 @@ def passage_section(p: Passage) -> HTML:
               "primed with the first character of the vocabulary (shown first)")
     return join(
         HTML(f'<p>{num(p.length)} characters from the {"best" if p.which == "best" else "last"} parameters of the run, '
-             f'those of <b>update {num(p.update)}</b> ({esc(p.loss_name)} <b>{num(p.loss)}</b>); {how}, {primed}, '
-             f'seed {p.seed}.</p>'),
+             f'those of <b>update {num(p.update)}</b> ({esc(p.loss_name)} <b>{num(p.loss)}</b>), starting from the '
+             f'hidden state the run had after that update; {how}, {primed}, seed {p.seed}.</p>'),
         pre(p.text, "passage"))
 
 
