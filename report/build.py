@@ -212,24 +212,36 @@ def gradient_check(a, corpus) -> bool:
 
 
 def benchmark(a, corpus) -> None:
-    out, key_file = a.build / "bench.json", a.build / "bench.key.json"
     updates = ["--updates", "300", "--reference-updates", "60"] if a.quick else []
     key = {"corpus": corpus.sha256, "m": a.m, "seq_length": a.seq_length, "args": updates}
-    if cached(key_file, out, key, a.force):
+    args = ["bench", "--json", "--corpus", a.corpus_spec, "--m", str(a.m), "--seq-length", str(a.seq_length), *updates]
+    out = a.build / "bench.json"
+    result = cached_bench(a, args, out, key, "the benchmark",
+                          f"[2/{STEPS}] benchmark: a4lib's training step against reference.py")
+    if result is None:
         say(f"[2/{STEPS}] benchmark: reusing {rel(out)}")
         return
-    say(f"[2/{STEPS}] benchmark: a4lib's training step against reference.py")
-    key_file.unlink(missing_ok=True)
-    r = a4lib("bench", "--json", "--corpus", a.corpus_spec, "--m", str(a.m), "--seq-length", str(a.seq_length),
-              *updates, capture=True)
-    lines = [ln for ln in (r.stdout or "").splitlines() if ln.startswith("{")]
-    if r.returncode != 0 or not lines:
-        raise BuildError(f"the benchmark stopped with exit code {r.returncode}")
-    result = json.loads(lines[-1])
     say(f"      {result['updates_per_s']:,.0f} updates/s, reference {result['reference_updates_per_s']:,.0f}: "
         f"{result['speedup']}x")
+
+
+def cached_bench(a, args: list[str], out: Path, key: dict, what: str, announce: str | None = None) -> dict | None:
+    """Run ``a4lib ARGS`` (a ``bench --json``) into ``out``, saying ``announce`` first; None when
+    ``out`` was made with the same key (kept in ``out``'s .key.json) and can be reused."""
+    key_file = out.with_suffix(".key.json")
+    if cached(key_file, out, key, a.force):
+        return None
+    if announce:
+        say(announce)
+    key_file.unlink(missing_ok=True)
+    r = a4lib(*args, capture=True)
+    lines = [ln for ln in (r.stdout or "").splitlines() if ln.startswith("{")]
+    if r.returncode != 0 or not lines:
+        raise BuildError(f"{what} stopped with exit code {r.returncode}")
+    result = json.loads(lines[-1])
     out.write_text(json.dumps(result, indent=1) + "\n")
     key_file.write_text(json.dumps(key))
+    return result
 
 
 def wanted_config(a, n_updates: int) -> dict:
@@ -314,21 +326,14 @@ def tweet_corpus(a):
 def study_bench(a, corpus, bench: dict) -> dict:
     """One benchmark of the mini-batch study (reused when the same one was made on the same corpus)."""
     B = bench["batch_size"]
-    out, key_file = a.build / f"bench-B{B}.json", a.build / f"bench-B{B}.key.json"
+    out = a.build / f"bench-B{B}.json"
     key = {"corpus": corpus.sha256, "args": bench["args"][4:]}  # after "bench --json --corpus PATH"
-    if cached(key_file, out, key, a.force):
+    result = cached_bench(a, bench["args"], out, key, f"the benchmark with B = {B}")
+    if result is None:
         say(f"      benchmark B = {B}: reusing {rel(out)}")
         return json.loads(out.read_text())
-    key_file.unlink(missing_ok=True)
-    r = a4lib(*bench["args"], capture=True)
-    lines = [ln for ln in (r.stdout or "").splitlines() if ln.startswith("{")]
-    if r.returncode != 0 or not lines:
-        raise BuildError(f"the benchmark with B = {B} stopped with exit code {r.returncode}")
-    result = json.loads(lines[-1])
     say(f"      benchmark B = {B}: {result['chars_per_s']:,} characters/s, reference "
         f"{result['reference_chars_per_s']:,}: {result['speedup']}x")
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    key_file.write_text(json.dumps(key))
     return result
 
 
