@@ -2,7 +2,8 @@
 
 ``opt.update(w, dw, state)`` changes the flat parameter vector ``w`` in place from its gradient
 ``dw`` (same shape); ``state`` is the dict of arrays made by ``opt.init_state(w)``, which a
-checkpoint stores as it is. ``flatten`` lays a parameter dict out as views of one vector, so
+checkpoint stores as it is. ``opt.step(w, dw, state, limit)`` is the training step's end: clip,
+then update. ``flatten`` lays a parameter dict out as views of one vector, so
 that clipping and the update are a handful of vector operations whatever the model.
 """
 from __future__ import annotations
@@ -49,12 +50,28 @@ def _scratch(w: np.ndarray) -> np.ndarray:
     return buf
 
 
+class Optimizer:
+    """What every optimizer shares: ``step`` = ``clip`` then the optimizer's own ``update``."""
+
+    def step(self, w: np.ndarray, dw: np.ndarray, state: State, limit: float) -> None:
+        clip(dw, limit)
+        self.update(w, dw, state)
+
+
 @dataclass
-class AdaGrad:
-    """The handout's: M += g^2; w -= eta g / sqrt(M + eps)."""
+class AdaGrad(Optimizer):
+    """The handout's: M += g^2; w -= eta g / sqrt(M + eps). With ``fused`` (the numba backend),
+    ``step`` clips and updates in one compiled pass, with the same bits."""
 
     eta: float = 0.1
     eps: float = 1e-8
+    fused: bool = False
+
+    def step(self, w: np.ndarray, dw: np.ndarray, state: State, limit: float) -> None:
+        if not self.fused:
+            return super().step(w, dw, state, limit)
+        from .fast import clip_adagrad
+        clip_adagrad(w, dw, state["M"], self.eta, self.eps, limit)
 
     def init_state(self, w: np.ndarray) -> State:
         return {"M": np.zeros_like(w)}
@@ -71,7 +88,7 @@ class AdaGrad:
 
 
 @dataclass
-class RMSProp:
+class RMSProp(Optimizer):
     """M = gamma M + (1 - gamma) g^2; w -= eta g / sqrt(M + eps)."""
 
     eta: float = 0.001
@@ -95,7 +112,7 @@ class RMSProp:
 
 
 @dataclass
-class Adam:
+class Adam(Optimizer):
     """Bias-corrected first and second moments: w -= eta m_hat / (sqrt(v_hat) + eps)."""
 
     eta: float = 0.001
@@ -127,9 +144,11 @@ class Adam:
 OPTIMIZERS = {"adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam}
 
 
-def make_optimizer(name: str, eta: float):
-    """The optimizer called ``name`` with learning rate eta and the defaults above."""
+def make_optimizer(name: str, eta: float, fused: bool = False):
+    """The optimizer called ``name`` with learning rate eta and the defaults above; ``fused``: its
+    compiled step where it has one (AdaGrad; needs numba)."""
     try:
-        return OPTIMIZERS[name](eta=eta)
+        cls = OPTIMIZERS[name]
+        return cls(eta=eta, fused=True) if fused and cls is AdaGrad else cls(eta=eta)
     except KeyError:
         raise ValueError(f"unknown optimizer {name!r} (choose from {', '.join(OPTIMIZERS)})") from None

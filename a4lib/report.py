@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import json
 import os
 import platform
 import shlex
@@ -96,9 +95,11 @@ def latest_run(runs: str | Path = "runs") -> Path:
 
 def read_json(path: str | Path | None, default=None):
     """A JSON file's content; ``default`` when path is None or the file does not exist."""
+    from .checkpoint import read_json as read
+
     if path is None or not Path(path).is_file():
         return default
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return read(path)
 
 
 @dataclass

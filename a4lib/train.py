@@ -26,7 +26,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from .corpus import Corpus, load_corpus
 from .models import BACKENDS, MODEL_NAMES, get_model, resolve_backend
-from .optim import OPTIMIZERS, clip, flatten, make_optimizer, unflatten
+from .optim import OPTIMIZERS, flatten, make_optimizer, unflatten
 from .sample import generate, synthesize
 
 ORDERS = ("sequential", "chunks")
@@ -211,9 +211,7 @@ class Trainer:
             raise ValueError(f"only {self.n_train} training characters, fewer than seq_length + 1")
         self.seg_starts, self.seg_ends = segments(self.corpus, cfg, self.n_train)
         self.keep_tail = cfg.order == "chunks" or self.corpus.is_tweets
-        self.opt = make_optimizer(cfg.optimizer, cfg.eta)
-        # the numba backend clips and applies AdaGrad in one pass (the same bits as clip + update)
-        self.fused_adagrad = self.backend == "numba" and cfg.optimizer == "adagrad"
+        self.opt = make_optimizer(cfg.optimizer, cfg.eta, fused=self.backend == "numba")
         self.rng = np.random.default_rng(cfg.seed)
         params = self.model.init_params(self.corpus.K, cfg.m, cfg.sig, self.rng)
         self.w, self.params = flatten(params)
@@ -286,11 +284,7 @@ class Trainer:
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at update {self.updates + 1}; "
                                 f"the last good state is saved in {self.out / ckpt.CHECKPOINT} (try a smaller eta)")
-        if self.fused_adagrad:
-            self.model.clip_adagrad(self.w, self.dw, self.opt_state["M"], self.opt.eta, self.opt.eps, self.cfg.clip)
-        else:
-            clip(self.dw, self.cfg.clip)
-            self.opt.update(self.w, self.dw, self.opt_state)
+        self.opt.step(self.w, self.dw, self.opt_state, self.cfg.clip)
         self.state = h_last.reshape(self.state.shape)
         self.last_h = self.state[0]  # kept when _advance resets the state for a new epoch or chunk
         return loss

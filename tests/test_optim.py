@@ -173,3 +173,23 @@ def test_unknown_optimizer():
 def test_make_optimizer_sets_eta(name):
     """make_optimizer passes the learning rate through."""
     assert make_optimizer(name, 0.123).eta == 0.123
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_step_is_clip_then_update_fused_or_not(name):
+    """opt.step(w, dw, state, limit) equals clip + update bit for bit, with the fused AdaGrad too."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(2)
+    w, dw = rng.standard_normal(3000), 8 * rng.standard_normal(3000)
+    plain = make_optimizer(name, 0.05)
+    ref_w, ref_dw = w.copy(), dw.copy()
+    ref_state = plain.init_state(ref_w)
+    plain.update(ref_w, clip(ref_dw, 5.0), ref_state)
+    for fused in (False, True):
+        opt = make_optimizer(name, 0.05, fused=fused)
+        assert getattr(opt, "fused", False) == (fused and name == "adagrad")
+        w2, dw2 = w.copy(), dw.copy()
+        state = opt.init_state(w2)
+        opt.step(w2, dw2, state, 5.0)
+        np.testing.assert_array_equal(w2, ref_w)
+        np.testing.assert_array_equal(dw2, ref_dw)
