@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-MODEL_NAMES = ("rnn", "lstm")
-BACKENDS = ("auto", "numpy", "numba")
+from .config import BACKENDS, MODEL_NAMES
 
 
 def resolve_backend(name: str, backend: str = "auto") -> str:

@@ -18,18 +18,17 @@ import math
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from . import checkpoint as ckpt
 from .corpus import Corpus, load_corpus
-from .models import BACKENDS, MODEL_NAMES, get_model, resolve_backend
-from .optim import OPTIMIZERS, flatten, make_optimizer, unflatten
+from .config import ORDERS, Config
+from .models import get_model, resolve_backend
+from .optim import flatten, make_optimizer
 from .sample import generate, synthesize
 
-ORDERS = ("sequential", "chunks")
 # What a run directory holds and means; bumped when that changes, so that builds do not reuse older
 # runs. 2: held-out loss from the training state, the states that go with the parameters saved.
 RUN_FORMAT = 2
@@ -37,64 +36,6 @@ RUN_FORMAT = 2
 
 class TrainingError(RuntimeError):
     """Training stopped for a reason the user must see (divergence, a bad run directory)."""
-
-
-@dataclass
-class Config:
-    """Every hyperparameter of a run, with the handout's names."""
-
-    corpus: str | None = None
-    model: str = "rnn"
-    m: int = 100
-    eta: float = 0.1
-    seq_length: int = 25
-    sig: float = 0.01
-    optimizer: str = "adagrad"
-    clip: float = 5.0
-    n_epochs: int | None = 2
-    n_updates: int | None = None
-    max_seconds: float | None = None
-    seed: int = 0
-    sample_every: int = 10_000
-    sample_length: int = 200
-    batch_size: int = 1
-    order: str = "sequential"
-    chunk_length: int = 1000
-    val_fraction: float = 0.0
-    val_every: int = 1000
-    checkpoint_every: int = 10_000  # updates between checkpoints (fewer when saving gets slow)
-    backend: str = "auto"
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad value."""
-        def need(ok: bool, what: str) -> None:
-            if not ok:
-                raise ValueError(what)
-        need(self.model in MODEL_NAMES, f"unknown model {self.model!r} (choose from {', '.join(MODEL_NAMES)})")
-        need(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
-        need(self.backend in BACKENDS, f"unknown backend {self.backend!r} (choose from {', '.join(BACKENDS)})")
-        need(self.order in ORDERS, f"unknown order {self.order!r} (choose from {', '.join(ORDERS)})")
-        need(self.m >= 1, f"m must be >= 1, got {self.m}")
-        need(self.eta > 0 and math.isfinite(self.eta), f"eta must be a positive number, got {self.eta}")
-        need(self.seq_length >= 1, f"seq_length must be >= 1, got {self.seq_length}")
-        need(self.sig > 0, f"sig must be > 0, got {self.sig}")
-        need(self.clip >= 0, f"clip must be >= 0 (0: no clipping), got {self.clip}")
-        need(self.n_epochs is not None or self.n_updates is not None, "give a number of epochs or of updates")
-        need(self.n_epochs is None or self.n_epochs >= 1, f"n_epochs must be >= 1, got {self.n_epochs}")
-        need(self.n_updates is None or self.n_updates >= 0, f"n_updates must be >= 0, got {self.n_updates}")
-        need(self.max_seconds is None or self.max_seconds > 0, f"max_seconds must be > 0, got {self.max_seconds}")
-        need(self.sample_every >= 0, f"sample_every must be >= 0 (0: no samples), got {self.sample_every}")
-        need(self.sample_length >= 0, f"sample_length must be >= 0, got {self.sample_length}")
-        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        need(self.chunk_length >= 2, f"chunk_length must be >= 2, got {self.chunk_length}")
-        need(0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        need(self.val_every >= 1, f"val_every must be >= 1, got {self.val_every}")
-        need(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Config":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 # --- the data: training and held-out segments, and the epoch plan -------------------------------
@@ -385,7 +326,7 @@ class Trainer:
     # files -----------------------------------------------------------------------------------
     def write_config(self) -> None:
         ckpt.write_json(self.out / "config.json", {
-            **asdict(self.cfg),
+            **self.cfg.to_dict(),
             "corpus": self.corpus.name,
             "corpus_sha256": self.corpus.sha256,
             "K": self.corpus.K,
@@ -412,7 +353,7 @@ class Trainer:
                   "plan": self.plan,
                   **{f"opt_{k}": v for k, v in self.opt_state.items()}, **history}
         meta = {
-            "config": asdict(self.cfg),
+            "config": self.cfg.to_dict(),
             "corpus": {"name": self.corpus.name, "sha256": self.corpus.sha256, "chars": self.corpus.chars},
             "param_shapes": {k: list(v.shape) for k, v in self.params.items()},
             "updates": self.updates, "epoch": self.epoch, "group": self.group, "offset": self.offset,
