@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 BUILTIN = "builtin:python-docs"
-DEFAULT_PATH = Path("data/goblet_book.txt")
+DEFAULT_PATH = Path("data") / "goblet_book.txt"  # in the project folder
 EOT = "\x03"  # end of tweet: ASCII "end of text"; never occurs in ordinary prose
 TWEET_MAX_CHARS = 280
 
@@ -43,6 +43,7 @@ class Corpus:
     char_to_ix: dict[str, int] = field(init=False)
     ids: np.ndarray = field(init=False)
     starts: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    is_tweets: bool = False  # a tweet corpus: EOT ends each tweet, h is reset per tweet
 
     def __post_init__(self) -> None:
         self.chars = sorted(set(self.text))
@@ -53,10 +54,6 @@ class Corpus:
     def K(self) -> int:
         """The number of distinct characters."""
         return len(self.chars)
-
-    @property
-    def is_tweets(self) -> bool:
-        return EOT in self.char_to_ix
 
     def __len__(self) -> int:
         return len(self.text)
@@ -73,9 +70,10 @@ class Corpus:
         return "".join(self.chars[int(i)] for i in ids)
 
     @classmethod
-    def from_vocabulary(cls, chars: list[str], name: str) -> "Corpus":
-        """A corpus that knows only its vocabulary (for synthesis from a saved run)."""
-        return cls(name=name, text="".join(chars), sha256="")
+    def from_vocabulary(cls, chars: list[str], name: str, is_tweets: bool | None = None) -> "Corpus":
+        """A corpus that knows only its vocabulary (for synthesis from a saved run); ``is_tweets``
+        None: a tweet corpus when EOT is in the vocabulary (checkpoints that do not say)."""
+        return cls(name=name, text="".join(chars), sha256="", is_tweets=EOT in chars if is_tweets is None else is_tweets)
 
     def stats(self, seq_length: int) -> dict:
         """The figures the report shows: characters, K, training sequences, sha256."""
@@ -121,7 +119,7 @@ def tweets_corpus(tweets: list[str], name: str, sha256: str) -> Corpus:
     if not tweets:
         raise CorpusError(f"{name}: no tweets with text")
     lengths = np.array([len(t) + 1 for t in tweets], dtype=np.int64)
-    corpus = Corpus(name=name, text=EOT + "".join(t + EOT for t in tweets), sha256=sha256)
+    corpus = Corpus(name=name, text=EOT + "".join(t + EOT for t in tweets), sha256=sha256, is_tweets=True)
     corpus.starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     return corpus
 
@@ -129,11 +127,16 @@ def tweets_corpus(tweets: list[str], name: str, sha256: str) -> Corpus:
 def load_corpus(source: str | Path | None = None, seq_length: int = 1) -> Corpus:
     """Read a corpus: a path (text or tweet JSON), ``builtin:python-docs``, or None for the default.
 
-    The default is ``data/goblet_book.txt`` when it exists, else ``builtin:python-docs``.
-    Raises CorpusError for a missing, empty or non-UTF-8 file, or one shorter than seq_length + 1.
+    The default is the project's ``data/goblet_book.txt`` when it exists, else ``builtin:python-docs``.
+    A path is a tweet corpus when it ends in ``.json``. Raises CorpusError for a missing,
+    unreadable, empty or non-UTF-8 file, or one shorter than seq_length + 1.
     """
+    name = None if source is None else str(source)
     if source is None:
-        source = DEFAULT_PATH if DEFAULT_PATH.is_file() else BUILTIN
+        from .rundir import project_path
+
+        source, name = (project_path(DEFAULT_PATH), str(DEFAULT_PATH)) if project_path(DEFAULT_PATH).is_file() \
+            else (BUILTIN, BUILTIN)
     if str(source) == BUILTIN:
         text = builtin_text()
         corpus = Corpus(name=BUILTIN, text=text, sha256=_sha256(text.encode("utf-8")))
@@ -143,17 +146,20 @@ def load_corpus(source: str | Path | None = None, seq_length: int = 1) -> Corpus
             raise CorpusError(f"{path}: no such file")
         if not path.is_file():
             raise CorpusError(f"{path}: not a regular file")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise CorpusError(f"{path}: cannot be read ({err.strerror})") from None
         if not data:
             raise CorpusError(f"{path}: the file is empty")
         try:
             text = data.decode("utf-8-sig")  # a leading byte-order mark is not text
         except UnicodeDecodeError as err:
             raise CorpusError(f"{path}: not UTF-8 (invalid byte at offset {err.start})") from None
-        if path.suffix.lower() == ".json" or text.lstrip().startswith("[{"):
-            corpus = tweets_corpus(parse_tweets(text, str(path)), str(path), _sha256(data))
+        if path.suffix.lower() == ".json":
+            corpus = tweets_corpus(parse_tweets(text, name), name, _sha256(data))
         else:
-            corpus = Corpus(name=str(path), text=text, sha256=_sha256(data))
+            corpus = Corpus(name=name, text=text, sha256=_sha256(data))
     if len(corpus) < seq_length + 1:
         raise CorpusError(
             f"{corpus.name}: {len(corpus)} characters, fewer than seq_length + 1 = {seq_length + 1}"

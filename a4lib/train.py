@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
-from .corpus import Corpus, load_corpus
-from .config import ORDERS, Config
+from .corpus import BUILTIN, Corpus, CorpusError, load_corpus
+from .config import RESUME_MAY_CHANGE, Config, flag_of
 from .models import get_model, resolve_backend
 from .optim import flatten, make_optimizer
 from .sample import generate, synthesize
@@ -32,10 +32,16 @@ from .sample import generate, synthesize
 # What a run directory holds and means; bumped when that changes, so that builds do not reuse older
 # runs. 2: held-out loss from the training state, the states that go with the parameters saved.
 RUN_FORMAT = 2
+#: a run has diverged when its smooth loss passes this multiple of its first value (as char-rnn)
+DIVERGENCE = 3.0
 
 
 class TrainingError(RuntimeError):
-    """Training stopped for a reason the user must see (divergence, a bad run directory)."""
+    """Training stopped for a reason the user must see: the run diverged (exit code 1)."""
+
+
+class ResumeError(ValueError):
+    """A run cannot be resumed as asked (other settings, another text, a diverged run): bad input."""
 
 
 # --- the data: training and held-out segments, and the epoch plan -------------------------------
@@ -114,25 +120,34 @@ def evaluate(model, params: dict, ids: np.ndarray, starts: np.ndarray, ends: np.
 # --- the trainer -----------------------------------------------------------------------------
 
 class _Interrupt:
-    """Turns Ctrl-C (SIGINT) into a flag the loop checks between updates."""
+    """Turns Ctrl-C (SIGINT) and SIGTERM into a flag the loop checks between updates; a second
+    signal while the run saves is recorded too, so it never interrupts the save."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._old = None
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def __enter__(self):
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread: Ctrl-C cannot be caught here
-            self._old = None
+        for sig in self.SIGNALS:
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread: signals cannot be caught here
+                pass
         return self
 
     def _handler(self, signum, frame) -> None:
-        self.requested = True
+        if self.signum is None:
+            self.signum = signum
 
     def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 class Trainer:
@@ -173,6 +188,7 @@ class Trainer:
         self.epoch_starts: list[int] = [0]
         self.val_hist: list[tuple[int, float]] = []
         self.samples: list[dict] = []
+        self.diverged = False
 
     # walk ------------------------------------------------------------------------------------
     def updates_per_epoch(self) -> int:
@@ -223,8 +239,8 @@ class Trainer:
         loss, _, h_last = self.model.loss_and_grads(self.params, x[:, 0] if x.shape[1] == 1 else x,
                                                     y[:, 0] if y.shape[1] == 1 else y, h0, self.grads)
         if not math.isfinite(loss):
-            raise TrainingError(f"the loss became {loss} at update {self.updates + 1}; "
-                                f"the last good state is saved in {self.out / ckpt.CHECKPOINT} (try a smaller eta)")
+            raise TrainingError(f"the loss became {loss} at update {self.updates + 1}: the run diverged (try a "
+                                f"smaller eta); its best parameters are saved as its last in {self.out}")
         self.opt.step(self.w, self.dw, self.opt_state, self.cfg.clip)
         self.state = h_last.reshape(self.state.shape)
         self.last_h = self.state[0]  # kept when _advance resets the state for a new epoch or chunk
@@ -250,19 +266,26 @@ class Trainer:
 
     # the loop --------------------------------------------------------------------------------
     def run(self, progress: bool = True, on_sample=None, on_validate=None) -> dict:
-        """Train until done (or Ctrl-C); write the run directory; return the summary."""
+        """Train until done, or until Ctrl-C or SIGTERM (then it saves and says "interrupted");
+        write the run directory; return the summary. A diverging run (the loss not finite, or the
+        smooth loss above DIVERGENCE times its first value) saves its best parameters as its last
+        and raises TrainingError."""
         from tqdm import tqdm
+
+        from .rundir import write_provenance
 
         cfg = self.cfg
         has_val = len(self.val_starts) > 0
         self.write_config()
+        write_provenance(self.out, {"made_by": "a4lib.train"})
+        self.write_summary("running")  # until the run ends: a killed run never looks finished
         bar = tqdm(total=self.total_updates(), initial=self.updates, disable=not progress,
                    file=sys.stderr, unit="upd", mininterval=1.0, dynamic_ncols=True)
         t0 = time.perf_counter() - self.seconds
         next_save = 0.0
         status = "finished"
-        with _Interrupt() as interrupt:
-            while not self.done():
+        with _Interrupt() as interrupt:  # also over the final save: a second Ctrl-C cannot break it
+            while not self.done() and not interrupt.requested:
                 if cfg.sample_every and self.updates % cfg.sample_every == 0 and \
                         (not self.samples or self.samples[-1]["update"] != self.updates):
                     self.samples.append(self.sample_now())
@@ -270,13 +293,17 @@ class Trainer:
                         on_sample(self.samples[-1])
                 try:
                     loss = self.train_step()
-                except TrainingError:
-                    self.seconds = time.perf_counter() - t0
-                    self.save()
-                    bar.close()
-                    raise
+                except TrainingError as err:
+                    self._diverged(str(err), time.perf_counter() - t0, bar)
+                smooth = loss if self.smooth_loss is None else 0.999 * self.smooth_loss + 0.001 * loss
+                start = self.smooth_hist[0] if self.smooth_hist else loss
+                if smooth > DIVERGENCE * start:
+                    self._diverged(f"the smooth loss rose to {smooth:.4g} at update {self.updates + 1}, more than "
+                                   f"{DIVERGENCE:g} times its first value {start:.4g}: the run diverged (try a smaller "
+                                   f"eta); its best parameters are saved as its last in {self.out}",
+                                   time.perf_counter() - t0, bar)
                 self.updates += 1
-                self.smooth_loss = loss if self.smooth_loss is None else 0.999 * self.smooth_loss + 0.001 * loss
+                self.smooth_loss = smooth
                 self.seconds = time.perf_counter() - t0
                 self.loss_hist.append(loss)
                 self.smooth_hist.append(self.smooth_loss)
@@ -295,20 +322,33 @@ class Trainer:
                 bar.update(1)
                 if self.updates % 200 == 0:
                     bar.set_postfix(smooth_loss=f"{self.smooth_loss:.3f}", refresh=False)
-                if interrupt.requested:
-                    status = "interrupted"
-                    break
+            bar.close()
+            if interrupt.requested:
+                status = "interrupted"
+            elif cfg.sample_every and (not self.samples or self.samples[-1]["update"] != self.updates):
+                rng_state = self.rng.bit_generator.state  # a resumed run must draw what this one would have
+                self.samples.append({**self.sample_now(), "final": True})  # the state the run ends in
+                self.rng.bit_generator.state = rng_state
+                if on_sample:
+                    on_sample(self.samples[-1])
+            self.seconds = time.perf_counter() - t0
+            self.save()
+            signal_name = signal.Signals(interrupt.signum).name if interrupt.requested else None
+            return self.write_summary(status, signal_name)
+
+    def _diverged(self, message: str, seconds: float, bar) -> None:
+        """Keep the best parameters (and their state) as the last, save, say "diverged", raise."""
         bar.close()
-        if status == "finished" and cfg.sample_every and \
-                (not self.samples or self.samples[-1]["update"] != self.updates):
-            rng_state = self.rng.bit_generator.state  # a resumed run must draw what this one would have
-            self.samples.append({**self.sample_now(), "final": True})  # the state the run ends in
-            self.rng.bit_generator.state = rng_state
-            if on_sample:
-                on_sample(self.samples[-1])
-        self.seconds = time.perf_counter() - t0
+        self.seconds = seconds
+        self.diverged = True
+        np.copyto(self.w, self.best_w)
+        self.state[...] = 0.0
+        self.last_h = self.best_state.copy()
+        for v in self.opt_state.values():
+            v[~np.isfinite(v)] = 0.0
         self.save()
-        return self.write_summary(status)
+        self.write_summary("diverged")
+        raise TrainingError(message)
 
     def _record_validation(self, on_validate) -> None:
         val = self.validate_now()
@@ -334,6 +374,11 @@ class Trainer:
             "format": RUN_FORMAT,
         })
 
+    def _corpus_path(self) -> str | None:
+        """The corpus file's absolute path (a resume from another folder finds it there)."""
+        spec = self.cfg.corpus
+        return str(Path(spec).resolve()) if spec is not None and spec != BUILTIN else None
+
     def history_arrays(self) -> dict[str, np.ndarray]:
         val = np.array(self.val_hist, dtype=np.float64).reshape(-1, 2)
         return {
@@ -354,21 +399,24 @@ class Trainer:
                   **{f"opt_{k}": v for k, v in self.opt_state.items()}, **history}
         meta = {
             "config": self.cfg.to_dict(),
-            "corpus": {"name": self.corpus.name, "sha256": self.corpus.sha256, "chars": self.corpus.chars},
+            "corpus": {"name": self.corpus.name, "sha256": self.corpus.sha256, "chars": self.corpus.chars,
+                       "is_tweets": self.corpus.is_tweets, "path": self._corpus_path()},
             "param_shapes": {k: list(v.shape) for k, v in self.params.items()},
             "updates": self.updates, "epoch": self.epoch, "group": self.group, "offset": self.offset,
             "smooth_loss": self.smooth_loss, "best_loss": self.best_loss if self.best_loss < math.inf else None,
             "best_update": self.best_update, "seconds": self.seconds,
-            "rng": self.rng.bit_generator.state, "samples": self.samples,
+            "rng": self.rng.bit_generator.state, "samples": self.samples, "diverged": self.diverged,
         }
         ckpt.save_arrays(self.out / ckpt.CHECKPOINT, arrays, meta)
         ckpt.save_arrays(self.out / "history.npz", history)
         ckpt.write_json(self.out / "samples.json", self.samples)
 
-    def write_summary(self, status: str) -> dict:
+    def write_summary(self, status: str, signal_name: str | None = None) -> dict:
+        """summary.json: status (running, finished, interrupted, diverged), where the run stands, its losses."""
         epochs_done = self.epoch + (self.updates - self.epoch_starts[-1]) / max(1, self.updates_per_epoch())
         summary = {
             "status": status,
+            "signal": signal_name,
             "format": RUN_FORMAT,
             "model": self.cfg.model,
             "backend": self.backend,
@@ -389,50 +437,94 @@ class Trainer:
         return summary
 
     @classmethod
-    def resume(cls, out: Path, n_updates: int | None = None, n_epochs: int | None = None,
-               max_seconds: float | None = None) -> "Trainer":
-        """The trainer exactly as its last checkpoint left it; optionally a new stopping point: a new
-        number of updates or epochs replaces the old target and time budget, a new max_seconds
-        (total training time) the budget."""
+    def resume(cls, out: Path, cfg: Config | None = None) -> "Trainer":
+        """The trainer exactly as its last checkpoint left it.
+
+        ``cfg`` (default: the run's own) may differ from the run's settings only in where to stop
+        (a new n_updates or n_epochs replaces the old target, max_seconds the time budget) and in
+        the corpus path, which must hold the same text (same sha256). Raises ResumeError.
+        """
         path = Path(out) / ckpt.CHECKPOINT
         if not path.is_file():
-            raise TrainingError(f"{out}: no {ckpt.CHECKPOINT} to resume from")
+            raise ResumeError(f"{out}: no run to resume (no {ckpt.CHECKPOINT})")
         arrays, meta = ckpt.load_arrays(path)
-        cfg = Config.from_dict(meta["config"])
-        if n_updates is not None or n_epochs is not None:
-            cfg.n_updates, cfg.n_epochs, cfg.max_seconds = n_updates, n_epochs, None
-        if max_seconds is not None:
-            cfg.max_seconds = max_seconds
-        self = cls(cfg, out)
-        if self.corpus.sha256 != meta["corpus"]["sha256"]:
-            raise TrainingError(f"{out}: the corpus {self.corpus.name} is not the one this run was trained on")
-        self.w[...] = arrays["w"]
-        self.best_w[...] = arrays["best_w"]
-        self.best_state[...] = arrays["best_state"]
-        self.last_h = arrays["last_state"].copy()
-        for k in self.opt_state:
-            self.opt_state[k][...] = arrays[f"opt_{k}"]
-        self.state = arrays["state"].copy()
-        self.plan = arrays["plan"]
-        for k in ("updates", "epoch", "group", "offset", "best_update"):
-            setattr(self, k, meta[k])
-        self.samples = [s for s in meta["samples"] if not s.get("final")]  # drawn off the record
-        self.smooth_loss, self.seconds = meta["smooth_loss"], meta["seconds"]
-        self.best_loss = math.inf if meta["best_loss"] is None else meta["best_loss"]
-        self.rng.bit_generator.state = meta["rng"]
-        self.loss_hist = arrays["loss"].tolist()
-        self.smooth_hist = arrays["smooth_loss"].tolist()
-        self.time_hist = arrays["seconds"].tolist()
-        self.epoch_starts = arrays["epoch_starts"].tolist()
-        self.val_hist = list(zip(arrays["val_update"].tolist(), arrays["val_loss"].tolist()))
+        ckpt.check_meta(meta, path)
+        own = Config.from_dict(meta["config"])
+        if meta.get("diverged"):
+            raise ResumeError(f"{out} diverged at update {meta['updates']}: train a new run (with a smaller eta)")
+        cfg = own if cfg is None else cfg
+        changed = cfg.differences(own, ignore=RESUME_MAY_CHANGE)
+        if changed:
+            name = changed[0]
+            raise ResumeError(f"{out} was trained with {name} = {getattr(own, name)!r}, not {getattr(cfg, name)!r}: "
+                                f"a resumed run keeps its own settings (drop {flag_of(name)}, or train a new run)")
+        corpus = _resume_corpus(cfg.corpus, own.corpus, meta["corpus"], out)
+        self = cls(own.replace(corpus=cfg.corpus if cfg.corpus is not None else own.corpus, n_updates=cfg.n_updates,
+                               n_epochs=cfg.n_epochs, max_seconds=cfg.max_seconds), out, corpus)
+        try:
+            self.w[...] = arrays["w"]
+            self.best_w[...] = arrays["best_w"]
+            self.best_state[...] = arrays["best_state"]
+            self.last_h = arrays["last_state"].copy()
+            for k in self.opt_state:
+                self.opt_state[k][...] = arrays[f"opt_{k}"]
+            self.state = arrays["state"].copy()
+            self.plan = arrays["plan"]
+            self.loss_hist = arrays["loss"].tolist()
+            self.smooth_hist = arrays["smooth_loss"].tolist()
+            self.time_hist = arrays["seconds"].tolist()
+            self.epoch_starts = arrays["epoch_starts"].tolist()
+            self.val_hist = list(zip(arrays["val_update"].tolist(), arrays["val_loss"].tolist()))
+            for k in ("updates", "epoch", "group", "offset", "best_update"):
+                setattr(self, k, meta[k])
+            self.samples = [s for s in meta["samples"] if not s.get("final")]  # drawn off the record
+            self.smooth_loss, self.seconds = meta["smooth_loss"], meta["seconds"]
+            self.best_loss = math.inf if meta["best_loss"] is None else meta["best_loss"]
+            self.rng.bit_generator.state = meta["rng"]
+        except (KeyError, ValueError, TypeError) as err:
+            raise ckpt.CheckpointError(f"{path}: the checkpoint does not hold a whole run ({type(err).__name__}: "
+                                       f"{err})") from None
+        if len(self.loss_hist) != self.updates or self.group >= len(self.plan):
+            raise ckpt.CheckpointError(f"{path}: the checkpoint's history and position do not agree")
         return self
+
+
+def _resume_corpus(given: str | None, own: str | None, stored: dict, out: Path) -> Corpus:
+    """The corpus a resumed run trains on: ``given`` (another path to the same text is fine), else
+    the run's own spec as written, else the absolute path the run recorded; its sha256 must be the
+    run's."""
+    tries = [given] if given is not None else [own] + ([stored["path"]] if stored.get("path") else [])
+    errors = []
+    for spec in tries:
+        try:
+            corpus = load_corpus(spec)
+        except CorpusError as err:
+            errors.append(str(err))
+            continue
+        if corpus.sha256 != stored.get("sha256"):
+            raise ResumeError(f"{out}: {corpus.name} is not the text this run was trained on (its sha256 differs)")
+        return corpus
+    raise ResumeError(f"{out}: cannot find the run's corpus ({errors[-1]}); give it with --corpus")
 
 
 def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True,
           on_sample=None, on_validate=None) -> dict:
-    """Train a run into directory ``out`` (or resume it); the summary dict."""
-    if resume:
-        trainer = Trainer.resume(out, cfg.n_updates, cfg.n_epochs, cfg.max_seconds)
-    else:
-        trainer = Trainer(cfg, out)
-    return trainer.run(progress=progress, on_sample=on_sample, on_validate=on_validate)
+    """Train a run into directory ``out`` (or resume it, see ``Trainer.resume``); the summary dict.
+
+    The directory is locked while the run trains: a second training into it is refused.
+    """
+    from .rundir import RunDirError, RunLock, clean_temporaries
+
+    out = Path(out)
+    if str(out).strip() in ("", "."):
+        raise RunDirError("name a run directory of its own (not the working directory)")
+    if resume and not (out / ckpt.CHECKPOINT).is_file():
+        raise ResumeError(f"{out}: no run to resume (no {ckpt.CHECKPOINT})")
+    trainer = None if resume else Trainer(cfg.validate(), out)  # bad settings: nothing is created
+    with RunLock(out):
+        clean_temporaries(out)
+        if resume:
+            trainer = Trainer.resume(out, cfg)
+        elif (out / ckpt.CHECKPOINT).exists():
+            raise RunDirError(f"{out} already holds a run: resume it, or choose another run directory")
+        return trainer.run(progress=progress, on_sample=on_sample, on_validate=on_validate)

@@ -154,8 +154,12 @@ def test_default_is_builtin_python_docs_without_the_book(tmp_path, monkeypatch):
 
 
 def test_default_is_the_book_when_present(tmp_path, monkeypatch):
-    """data/goblet_book.txt relative to the working directory is the default when it exists."""
-    monkeypatch.chdir(tmp_path)
+    """The project's data/goblet_book.txt is the default when it exists, wherever the user stands."""
+    from a4lib import rundir
+
+    monkeypatch.setattr(rundir, "project_root", lambda: tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     (tmp_path / "data").mkdir()
     write(tmp_path / "data" / "goblet_book.txt", "Harry Potter and the Goblet of Fire\n")
     c = load_corpus(None, 5)

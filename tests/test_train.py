@@ -15,6 +15,7 @@ from a4lib import Trainer, TrainingError, evaluate, generate, load_corpus, refer
 from a4lib import checkpoint as ckpt
 from a4lib import fast
 from a4lib.models import get_model, resolve_backend
+from a4lib.train import ResumeError
 
 
 class Recorder:
@@ -340,9 +341,9 @@ def test_interrupt_saves_and_resumes_exactly(small_text, tmp_path, tiny_config):
 
 
 def test_resume_without_checkpoint(tmp_path, tiny_config, small_text):
-    """Resuming from a directory without a checkpoint is a TrainingError naming the directory."""
+    """Resuming from a directory without a checkpoint is a ResumeError naming the directory."""
     (tmp_path / "empty").mkdir()
-    with pytest.raises(TrainingError, match="empty"):
+    with pytest.raises(ResumeError, match="empty"):
         train(tiny_config(small_text), tmp_path / "empty", resume=True, progress=False)
 
 
@@ -351,16 +352,15 @@ def test_resume_refuses_a_changed_corpus(tmp_path, tiny_config):
     path = write_text(tmp_path / "t.txt", 100)
     train(tiny_config(path, n_updates=10), tmp_path / "run", progress=False)
     write_text(path, 100, seed=8)
-    with pytest.raises(TrainingError, match="not the one"):
+    with pytest.raises(ResumeError, match="not the text"):
         train(tiny_config(path, n_updates=20), tmp_path / "run", resume=True, progress=False)
 
 
 # --- divergence ---------------------------------------------------------------------------------
 
 def test_nan_loss_stops_with_training_error(small_text, tmp_path, tiny_config, monkeypatch):
-    """A NaN loss at update 5: TrainingError naming the value, the update and the checkpoint, which holds
-    the state after update 4 (equal to a clean 4-update run)."""
-    train(tiny_config(small_text, n_updates=4), tmp_path / "clean", progress=False)
+    """A NaN loss at update 5: TrainingError naming the value and the update; the run says
+    "diverged" after 4 updates and keeps its best parameters as its last, all finite."""
     real = rnn.loss_and_grads
     count = [0]
 
@@ -373,12 +373,12 @@ def test_nan_loss_stops_with_training_error(small_text, tmp_path, tiny_config, m
     with pytest.raises(TrainingError) as err:
         train(tiny_config(small_text, n_updates=20), tmp_path / "run", progress=False)
     msg = str(err.value)
-    assert "nan" in msg and "update 5" in msg and ckpt.CHECKPOINT in msg
+    assert "nan" in msg and "update 5" in msg and "diverged" in msg
     arrays, meta = ckpt.load_arrays(tmp_path / "run" / ckpt.CHECKPOINT)
-    assert meta["updates"] == 4
-    clean, _ = ckpt.load_arrays(tmp_path / "clean" / ckpt.CHECKPOINT)
-    np.testing.assert_array_equal(arrays["w"], clean["w"])
-    np.testing.assert_array_equal(arrays["opt_M"], clean["opt_M"])
+    assert meta["updates"] == 4 and meta["diverged"]
+    np.testing.assert_array_equal(arrays["w"], arrays["best_w"])
+    assert all(np.isfinite(v).all() for k, v in arrays.items() if v.dtype.kind == "f")
+    assert ckpt.read_json(tmp_path / "run" / "summary.json")["status"] == "diverged"
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
