@@ -9,10 +9,11 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+from .config import Config, ConfigError  # noqa: E402
 from .corpus import BUILTIN, EOT, Corpus, CorpusError, load_corpus  # noqa: E402
 from .models import get_model  # noqa: E402
 from .sample import generate  # noqa: E402
-from .train import Config, Trainer, TrainingError, evaluate, train  # noqa: E402
+from .train import Trainer, TrainingError, evaluate, train  # noqa: E402
 
 __all__ = ["BUILTIN", "EOT", "Corpus", "CorpusError", "load_corpus", "get_model", "generate",
-           "Config", "Trainer", "TrainingError", "evaluate", "train"]
+           "Config", "ConfigError", "Trainer", "TrainingError", "evaluate", "train"]
