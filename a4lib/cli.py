@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bench
+from . import sweep
 from . import checkpoint as ckpt
 from .config import MODEL_NAMES, Config, add_arguments, given
 from .corpus import Corpus, CorpusError, load_corpus
@@ -102,6 +103,9 @@ def build_parser() -> Parser:
     c.add_argument("--json", type=Path, help="also write the results to this file")
 
     bench.add_arguments(sub.add_parser("bench", help="characters/s of the training step against reference.py",
+                                       formatter_class=Help))
+
+    sweep.add_arguments(sub.add_parser("sweep", help="a grid of training runs, on local processes or a Dask cluster",
                                        formatter_class=Help))
 
     r = sub.add_parser("runs", help="a table of the runs under a folder", formatter_class=Help)
@@ -196,7 +200,7 @@ def cmd_runs(a) -> int:
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "gradcheck": cmd_gradcheck, "bench": bench.command,
-            "runs": cmd_runs}
+            "runs": cmd_runs, "sweep": sweep.command}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ run directories and the corpus must then be on a filesystem every worker shares,
 
 Ctrl-C (or SIGTERM): locally each worker's trainer saves its run and says "interrupted" (workers
 ignore SIGINT between runs; the sweep sends SIGINT to its workers until their runs have stopped),
-runs not yet started are cancelled, ``sweep.json`` is written with what exists and
+runs not yet started do not start, ``sweep.json`` is written with what exists and
 ``SweepInterrupted`` is raised (the CLI exits 130). On a Dask cluster the runs that have not
 started are cancelled; the running ones train on to their end there (a Dask task runs in a worker
 thread, where a signal cannot reach the trainer).
@@ -224,8 +224,10 @@ def _run_local(tasks: dict[str, tuple[Config, Path]], workers: int, done: Done) 
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(started,))
     futures: dict = {}
     reported: set = set()
+    waiting = iter(tasks.items())
     try:
-        for name, (cfg, path) in tasks.items():
+        # at most one run per worker is submitted: after Ctrl-C no run starts
+        for name, (cfg, path) in itertools.islice(waiting, workers):
             futures[pool.submit(train_run, cfg, str(path))] = name
         pending = set(futures)
         while pending:
@@ -233,9 +235,11 @@ def _run_local(tasks: dict[str, tuple[Config, Path]], workers: int, done: Done) 
             for future in finished:
                 reported.add(future)
                 done(futures[future], _outcome(future))
+                for name, (cfg, path) in itertools.islice(waiting, 1):
+                    future = pool.submit(train_run, cfg, str(path))
+                    futures[future] = name
+                    pending.add(future)
     except KeyboardInterrupt:
-        for future in futures:
-            future.cancel()  # not started yet
         _stop_workers(futures, started)
         for future, name in futures.items():
             if future not in reported and future.done() and not future.cancelled():
@@ -264,7 +268,7 @@ def _stop_workers(futures, started) -> None:
             except ProcessLookupError:
                 pass
         try:
-            wait(running, timeout=1.0)
+            wait(running, timeout=0.5)
         except KeyboardInterrupt:
             pass
 
@@ -283,7 +287,7 @@ def _run_dask(tasks: dict[str, tuple[Config, Path]], scheduler: str, done: Done)
         futures = {client.submit(train_run, cfg, str(path), key=f"a4lib-sweep-{name}-{token}", pure=False): name
                    for name, (cfg, path) in tasks.items()}
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 done(futures[future], _outcome(future))
         except KeyboardInterrupt:
             client.cancel([f for f in futures if not f.done()])  # the running ones end on the cluster
@@ -528,7 +532,7 @@ def _fmt(x, digits: int = 3) -> str:
 
 def format_table(entries: list[dict]) -> str:
     """The runs ranked, as plain text: rank, name, status, updates, best and final smooth loss,
-    best held-out loss, seconds."""
+    best held-out loss, seconds; then the message of each run that diverged or failed."""
     what, ranked = ranking(entries)
     header = ["rank", "name", "status", "updates", "best smooth", "final smooth", "best held-out", "seconds"]
     rows = [[str(i) if value is not None else "-", e["name"], str(e["summary"].get("status", "-")),
@@ -539,7 +543,8 @@ def format_table(entries: list[dict]) -> str:
     widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if c in (1, 2) else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths)))
              for row in [header, *rows]]
-    return f"ranked by {what}\n" + "\n".join(line.rstrip() for line in lines)
+    errors = [f"{e['name']}: {e['summary']['error']}" for e, _ in ranked if e["summary"].get("error")]
+    return "\n".join([f"ranked by {what}", *(line.rstrip() for line in lines), *errors])
 
 
 def figure(entries: list[dict], out: str | Path):
@@ -608,7 +613,8 @@ def command(args: argparse.Namespace) -> int:
         return 143 if stop.signal_name == "SIGTERM" else 130
     print(format_table(entries))
     print(f"wrote {Path(args.out) / 'sweep.json'}, sweep.csv and sweep.png", file=sys.stderr)
-    failed = [e for e in entries if e["summary"].get("status") == "failed"]
-    for e in failed:
-        print(f"a4lib: error: {e['name']}: {e['summary'].get('error')}", file=sys.stderr)
+    failed = [e["name"] for e in entries if e["summary"].get("status") == "failed"]
+    if failed:
+        print(f"a4lib: error: {len(failed)} of {len(entries)} runs could not train (their messages are above)",
+              file=sys.stderr)
     return 1 if failed else 0
