@@ -14,13 +14,14 @@ over time, and the output layer, the softmax and every gradient are one product 
 
 The state carried from one sequence to the next is [h, c_t] concatenated on the last axis:
 (2m,) for one stream or (B, 2m) for B streams, with x, y (T,) or (T, B). With B streams the loss
-is summed over time and averaged over streams.
+is summed over time and averaged over streams. As in ``a4lib.rnn``, the functions compute in the
+parameters' type (float32 or float64).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .rnn import Workspace, _as_batch, _flat_index, log_softmax
+from .rnn import Workspace, _as_batch, _flat_index, float_type, log_softmax
 
 Params = dict[str, np.ndarray]
 NAMES = ("U", "W", "V", "b", "c")
@@ -71,14 +72,14 @@ def cell_states(params: Params, x: np.ndarray, state0: np.ndarray, work: Workspa
     taken from state0, the gates G (T, B, 4m) and tanh(c_t) as TC (T, B, m)."""
     work = Workspace() if work is None else work
     T, B = x.shape
-    m = state0.shape[1] // 2
+    m, dt = state0.shape[1] // 2, float_type(params)
     W_T = params["W"].T
-    G = np.take(params["U"].T, x, axis=0, out=work.get("G", (T, B, 4 * m)))  # U x_t for all steps
+    G = np.take(params["U"].T, x, axis=0, out=work.get("G", (T, B, 4 * m), dt))  # U x_t for all steps
     G += params["b"]
-    H, C = work.get("H", (T + 1, B, m)), work.get("C", (T + 1, B, m))
+    H, C = work.get("H", (T + 1, B, m), dt), work.get("C", (T + 1, B, m), dt)
     H[0], C[0] = state0[:, :m], state0[:, m:]
-    TC = work.get("TC", (T, B, m))
-    Wh = work.get("Wh", (B, 4 * m))
+    TC = work.get("TC", (T, B, m), dt)
+    Wh = work.get("Wh", (B, 4 * m), dt)
     for t in range(T):
         G[t] += np.dot(H[t], W_T, out=Wh)
         _cell(G[t], C[t], C[t + 1], TC[t], H[t + 1])
@@ -95,7 +96,7 @@ def forward(params: Params, x: np.ndarray, y: np.ndarray, state0: np.ndarray,
     T, B, m = TC.shape
     logP = log_softmax(H[1:].reshape(T * B, m) @ params["V"].T + params["c"])
     target = _flat_index(y, logP.shape[1])
-    loss = -logP.reshape(-1)[target].sum() / B  # -sum_t log p_t[y_t], averaged over B
+    loss = -logP.reshape(-1)[target].sum(dtype=np.float64) / B  # -sum_t log p_t[y_t], averaged over B
     return float(loss), {"x": x, "target": target, "H": H, "C": C, "G": G, "TC": TC, "logP": logP}
 
 
@@ -105,7 +106,7 @@ def backward(params: Params, cache: dict, grads: Params | None = None,
     work = Workspace() if work is None else work
     x, H, C, G, TC = cache["x"], cache["H"], cache["C"], cache["G"], cache["TC"]
     T, B, m = TC.shape
-    K_in = params["U"].shape[1]
+    K_in, dt = params["U"].shape[1], TC.dtype
     if grads is None:
         grads = {k: np.empty_like(v) for k, v in params.items()}
 
@@ -119,7 +120,7 @@ def backward(params: Params, cache: dict, grads: Params | None = None,
     # The local derivatives of all steps at once: dL/da_t = J_t * [dc_t, dc_t, dh_t, dc_t] gate by
     # gate, with dh_t, dc_t the total derivatives dL/dh_t, dL/dc_t that the loop below computes.
     i, f, o, g = (G[:, :, k * m:(k + 1) * m] for k in range(4))
-    J = work.get("J", (T, B, 4, m))
+    J = work.get("J", (T, B, 4, m), dt)
     J[:, :, 0] = g * i * (1 - i)  # dc_t/da_i
     J[:, :, 1] = C[:-1] * f * (1 - f)  # dc_t/da_f
     J[:, :, 2] = TC * o * (1 - o)  # dh_t/da_o
@@ -127,11 +128,11 @@ def backward(params: Params, cache: dict, grads: Params | None = None,
     dc_dh = o * (1 - TC * TC)  # dc_t/dh_t
 
     W = params["W"]
-    dA = work.get("dA", (T, B, 4 * m))
+    dA = work.get("dA", (T, B, 4 * m), dt)
     dA4 = dA.reshape(T, B, 4, m)
-    dh, dc = work.get("dh", (B, m)), work.get("dc", (B, m))
-    dh_next = np.zeros((B, m))  # W^T dL/da_{t+1}: the path h_t -> a_{t+1}
-    dc_next = np.zeros((B, m))  # f_{t+1} dL/dc_{t+1}: the path c_t -> c_{t+1}
+    dh, dc = work.get("dh", (B, m), dt), work.get("dc", (B, m), dt)
+    dh_next = np.zeros((B, m), dt)  # W^T dL/da_{t+1}: the path h_t -> a_{t+1}
+    dc_next = np.zeros((B, m), dt)  # f_{t+1} dL/dc_{t+1}: the path c_t -> c_{t+1}
     for t in range(T - 1, -1, -1):
         np.add(dH_out[t], dh_next, out=dh)
         np.multiply(dh, dc_dh[t], out=dc)
@@ -167,7 +168,7 @@ def loss_and_grads(params: Params, x, y, h0, grads: Params | None = None) -> tup
     x, y: int arrays (T,) or (T, B); h0: the state [h, c_t], (2m,) or (B, 2m). The last state has
     the shape of h0.
     """
-    x, y, state0, single = _as_batch(x, y, h0)
+    x, y, state0, single = _as_batch(x, y, h0, float_type(params))
     loss, cache = forward(params, x, y, state0, _WORK)
     grads = backward(params, cache, grads, _WORK)
     return loss, grads, _last_state(cache, single)
@@ -175,7 +176,7 @@ def loss_and_grads(params: Params, x, y, h0, grads: Params | None = None) -> tup
 
 def loss_and_state(params: Params, x, y, h0) -> tuple[float, np.ndarray]:
     """The loss and the last state, without gradients: for evaluation."""
-    x, y, state0, single = _as_batch(x, y, h0)
+    x, y, state0, single = _as_batch(x, y, h0, float_type(params))
     loss, cache = forward(params, x, y, state0, _WORK)
     return loss, _last_state(cache, single)
 
@@ -189,13 +190,13 @@ def step(params: Params, state: np.ndarray, ix: np.ndarray) -> tuple[np.ndarray,
     """One time step for synthesis. state (B, 2m), ix (B,) -> (next state (B, 2m), logits s (B, K_out))."""
     m = params["W"].shape[1]
     a = state[:, :m] @ params["W"].T + params["U"].T[ix] + params["b"]
-    state_next = np.empty(state.shape)
+    state_next = np.empty(state.shape, a.dtype)
     h, c = state_next[:, :m], state_next[:, m:]
     _cell(a, state[:, m:], c, np.empty_like(c), h)
     return state_next, h @ params["V"].T + params["c"]
 
 
 def zero_state(params: Params, batch: int | None = None) -> np.ndarray:
-    """h = c_t = 0: shape (2m,) for one stream, (batch, 2m) for a batch."""
+    """h = c_t = 0 in the parameters' type: shape (2m,) for one stream, (batch, 2m) for a batch."""
     m = params["W"].shape[1]
-    return np.zeros(2 * m if batch is None else (batch, 2 * m))
+    return np.zeros(2 * m if batch is None else (batch, 2 * m), float_type(params))

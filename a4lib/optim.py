@@ -1,10 +1,12 @@
 """Optimizers behind one contract, on all parameters at once.
 
 ``opt.update(w, dw, state)`` changes the flat parameter vector ``w`` in place from its gradient
-``dw`` (same shape); ``state`` is the dict of arrays made by ``opt.init_state(w)``, which a
-checkpoint stores as it is. ``opt.step(w, dw, state, limit)`` is the training step's end: clip,
-then update. ``flatten`` lays a parameter dict out as views of one vector, so
-that clipping and the update are a handful of vector operations whatever the model.
+``dw`` (same shape); ``state`` is the dict of arrays made by ``opt.init_state(w)`` (zeros like w:
+its type follows w's, float64 or float32), which a checkpoint stores as it is.
+``opt.step(w, dw, state, limit)`` is the training step's end: clip, then update; with ``fused``
+(the compiled backend) both in one compiled pass over the vectors, with the same bits.
+``flatten`` lays a parameter dict out as views of one vector, so that clipping and the update are
+a handful of vector operations whatever the model.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ import numpy as np
 State = dict[str, np.ndarray]
 
 
-def flatten(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Copy the arrays into one float64 vector; return it and views of it with the same keys/shapes."""
-    flat = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays.values()])
+def flatten(arrays: dict[str, np.ndarray], dtype=np.float64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Copy the arrays into one vector of ``dtype`` (float64 by default; "float32" or np.float32
+    rounds them); return it and views of it with the same keys/shapes."""
+    flat = np.concatenate([np.asarray(a).ravel() for a in arrays.values()]).astype(dtype, copy=False)
     return flat, unflatten(flat, arrays)
 
 
@@ -43,35 +46,56 @@ _buffers: dict[tuple, np.ndarray] = {}
 
 
 def _scratch(w: np.ndarray) -> np.ndarray:
-    """A reusable work vector the size of w (not state: never saved)."""
-    buf = _buffers.get(w.shape)
+    """A reusable work vector the size and type of w (not state: never saved)."""
+    key = (w.shape, w.dtype)
+    buf = _buffers.get(key)
     if buf is None:
-        buf = _buffers[w.shape] = np.empty_like(w)
+        buf = _buffers[key] = np.empty_like(w)
     return buf
 
 
+def _compiled(w: np.ndarray, *arrays: np.ndarray):
+    """The kernels module, built, after checking that w and the arrays are contiguous vectors of
+    one length and one type, float64 or float32."""
+    from . import kernels
+
+    if not (w.ndim == 1 and w.dtype in (np.float64, np.float32) and all(
+            a.shape == w.shape and a.dtype == w.dtype for a in arrays) and
+            all(a.flags.c_contiguous for a in (w, *arrays))):
+        raise ValueError("a fused step needs contiguous float64 or float32 vectors of one length and type")
+    kernels.build()
+    return kernels
+
+
+def _limit(limit: float) -> float:
+    """The clipping limit as the kernels take it: 0 for no clipping (limit <= 0 or inf)."""
+    return float(limit) if 0 < limit < np.inf else 0.0
+
+
 class Optimizer:
-    """What every optimizer shares: ``step`` = ``clip`` then the optimizer's own ``update``."""
+    """What every optimizer shares: ``step`` = ``clip`` then the optimizer's own ``update``, or,
+    with ``fused``, the optimizer's ``fused_step`` (the same in one compiled pass; needs numba)."""
+
+    fused: bool = False
 
     def step(self, w: np.ndarray, dw: np.ndarray, state: State, limit: float) -> None:
+        if self.fused:
+            return self.fused_step(w, dw, state, limit)
         clip(dw, limit)
         self.update(w, dw, state)
 
 
 @dataclass
 class AdaGrad(Optimizer):
-    """The handout's: M += g^2; w -= eta g / sqrt(M + eps). With ``fused`` (the numba backend),
-    ``step`` clips and updates in one compiled pass, with the same bits."""
+    """The handout's: M += g^2; w -= eta g / sqrt(M + eps)."""
 
     eta: float = 0.1
     eps: float = 1e-8
     fused: bool = False
 
-    def step(self, w: np.ndarray, dw: np.ndarray, state: State, limit: float) -> None:
-        if not self.fused:
-            return super().step(w, dw, state, limit)
-        from .fast import clip_adagrad
-        clip_adagrad(w, dw, state["M"], self.eta, self.eps, limit)
+    def fused_step(self, w: np.ndarray, dw: np.ndarray, state: State, limit: float) -> None:
+        kernels, F = _compiled(w, dw, state["M"]), w.dtype.type
+        kernels._clip_adagrad(w, dw, state["M"], F(self.eta), F(self.eps), F(_limit(limit)))
 
     def init_state(self, w: np.ndarray) -> State:
         return {"M": np.zeros_like(w)}
@@ -94,6 +118,12 @@ class RMSProp(Optimizer):
     eta: float = 0.001
     gamma: float = 0.9
     eps: float = 1e-8
+    fused: bool = False
+
+    def fused_step(self, w: np.ndarray, dw: np.ndarray, state: State, limit: float) -> None:
+        kernels, F = _compiled(w, dw, state["M"]), w.dtype.type
+        kernels._clip_rmsprop(w, dw, state["M"], F(self.eta), F(self.gamma), F(1.0 - self.gamma), F(self.eps),
+                              F(_limit(limit)))
 
     def init_state(self, w: np.ndarray) -> State:
         return {"M": np.zeros_like(w)}
@@ -119,9 +149,18 @@ class Adam(Optimizer):
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    fused: bool = False
 
     def init_state(self, w: np.ndarray) -> State:
         return {"m": np.zeros_like(w), "v": np.zeros_like(w), "t": np.zeros(())}
+
+    def fused_step(self, w: np.ndarray, dw: np.ndarray, state: State, limit: float) -> None:
+        kernels, F = _compiled(w, dw, state["m"], state["v"]), w.dtype.type
+        state["t"] += 1
+        t = float(state["t"])
+        kernels._clip_adam(w, dw, state["m"], state["v"], F(self.beta1), F(1.0 - self.beta1), F(self.beta2),
+                           F(1.0 - self.beta2), F(1.0 - self.beta2 ** t), F(self.eps),
+                           F(self.eta / (1.0 - self.beta1 ** t)), F(_limit(limit)))
 
     def update(self, w: np.ndarray, dw: np.ndarray, state: State) -> None:
         m, v, tmp = state["m"], state["v"], _scratch(w)
@@ -146,9 +185,8 @@ OPTIMIZERS = {"adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam}
 
 def make_optimizer(name: str, eta: float, fused: bool = False):
     """The optimizer called ``name`` with learning rate eta and the defaults above; ``fused``: its
-    compiled step where it has one (AdaGrad; needs numba)."""
+    compiled step (clip and update in one pass; needs numba)."""
     try:
-        cls = OPTIMIZERS[name]
-        return cls(eta=eta, fused=True) if fused and cls is AdaGrad else cls(eta=eta)
+        return OPTIMIZERS[name](eta=eta, fused=fused)
     except KeyError:
         raise ValueError(f"unknown optimizer {name!r} (choose from {', '.join(OPTIMIZERS)})") from None

@@ -10,6 +10,9 @@ input and output layers, the softmax and every gradient are one product over all
 
 Shapes: x, y are (T,) for one stream or (T, B) for B parallel streams, h0 is (m,) or (B, m). With
 B streams the loss is summed over time and averaged over streams, so B = 1 is the handout exactly.
+
+Types: ``init_params`` draws float64; the functions compute in the parameters' type (float32 or
+float64: W's), h0 is cast to it, and states and gradients come back in it.
 """
 from __future__ import annotations
 
@@ -33,15 +36,21 @@ def init_params(K: int, m: int = 100, sig: float = 0.01, rng: np.random.Generato
     }
 
 
-def _as_batch(x: np.ndarray, y: np.ndarray | None, h0: np.ndarray):
-    """(T,) and (m,) to (T, 1) and (1, m); batched inputs pass through."""
+def float_type(params: Params) -> np.dtype:
+    """The type a model computes in: W's when it is float32 or float64, else float64."""
+    dtype = np.asarray(params["W"]).dtype
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def _as_batch(x: np.ndarray, y: np.ndarray | None, h0: np.ndarray, dtype=np.float64):
+    """(T,) and (m,) to (T, 1) and (1, m); batched inputs pass through; h0 as ``dtype``."""
     x = np.asarray(x)
     single = x.ndim == 1
     if single:
         x = x[:, None]
         y = None if y is None else np.asarray(y)[:, None]
         h0 = np.asarray(h0)[None, :]
-    return x, y, np.asarray(h0, dtype=np.float64), single
+    return x, y, np.asarray(h0, dtype=dtype), single
 
 
 class Workspace:
@@ -65,13 +74,13 @@ _WORK = Workspace()  # loss_and_grads' own; forward/backward allocate afresh unl
 def hidden_states(params: Params, x: np.ndarray, h0: np.ndarray, work: Workspace | None = None) -> np.ndarray:
     """The forward recurrence. x (T, B) indices, h0 (B, m) -> H (T + 1, B, m) with H[0] = h0."""
     work = Workspace() if work is None else work
-    T, (B, m) = x.shape[0], h0.shape
+    T, (B, m), dt = x.shape[0], h0.shape, float_type(params)
     W_T = params["W"].T
-    A = np.take(params["U"].T, x, axis=0, out=work.get("A", (T, B, m)))  # U x_t for all steps
+    A = np.take(params["U"].T, x, axis=0, out=work.get("A", (T, B, m), dt))  # U x_t for all steps
     A += params["b"]
-    H = work.get("H", (T + 1, B, m))
+    H = work.get("H", (T + 1, B, m), dt)
     H[0] = h0
-    a = work.get("a", (B, m))
+    a = work.get("a", (B, m), dt)
     for t in range(T):
         np.dot(H[t], W_T, out=a)
         a += A[t]
@@ -99,16 +108,17 @@ def forward(params: Params, x: np.ndarray, y: np.ndarray, h0: np.ndarray,
     work = Workspace() if work is None else work
     H = hidden_states(params, x, h0, work)
     T, B, m = H.shape[0] - 1, H.shape[1], H.shape[2]
-    K = params["V"].shape[0]
-    O = work.get("O", (T, B, K))
+    K, dt = params["V"].shape[0], H.dtype
+    O = work.get("O", (T, B, K), dt)
     np.dot(H[1:].reshape(T * B, m), params["V"].T, out=O.reshape(T * B, K))
     O += params["c"]
     O -= O.max(axis=-1, keepdims=True)  # softmax is shift-invariant: no overflow in exp
-    P = np.exp(O, out=work.get("P", (T, B, K)))
+    P = np.exp(O, out=work.get("P", (T, B, K), dt))
     Z = P.sum(axis=-1, keepdims=True)
     P /= Z
     target = _flat_index(y, K)
-    loss = (np.log(Z).sum() - O.reshape(-1)[target].sum()) / B  # -sum_t log p_t[y_t], over B
+    # -sum_t log p_t[y_t], over B; summed in float64
+    loss = (np.log(Z).sum(dtype=np.float64) - O.reshape(-1)[target].sum(dtype=np.float64)) / B
     return float(loss), {"x": x, "y": y, "target": target, "H": H, "P": P}
 
 
@@ -135,15 +145,16 @@ def backward(params: Params, cache: dict, grads: Params | None = None,
     np.dot(dO2.T, Hs, out=grads["V"])
     np.sum(dO2, axis=0, out=grads["c"])
 
-    dH_out = work.get("dH_out", (T, B, m))  # V^T dL/do_t for all steps
+    dt = H.dtype
+    dH_out = work.get("dH_out", (T, B, m), dt)  # V^T dL/do_t for all steps
     np.dot(dO2, params["V"], out=dH_out.reshape(T * B, m))
-    dtanh = np.square(H[1:], out=work.get("dtanh", (T, B, m)))  # becomes 1 - h_t^2
+    dtanh = np.square(H[1:], out=work.get("dtanh", (T, B, m), dt))  # becomes 1 - h_t^2
     np.subtract(1.0, dtanh, out=dtanh)
-    dA = work.get("dA", (T, B, m))
+    dA = work.get("dA", (T, B, m), dt)
     W = params["W"]
-    carry = work.get("carry", (B, m))  # W^T dL/da_{t+1}
+    carry = work.get("carry", (B, m), dt)  # W^T dL/da_{t+1}
     carry.fill(0.0)
-    dh = work.get("dh", (B, m))
+    dh = work.get("dh", (B, m), dt)
     for t in range(T - 1, -1, -1):
         np.add(dH_out[t], carry, out=dh)
         np.multiply(dh, dtanh[t], out=dA[t])
@@ -166,7 +177,7 @@ def loss_and_grads(params: Params, x, y, h0, grads: Params | None = None) -> tup
 
     x, y: int arrays (T,) or (T, B); h0: (m,) or (B, m). h_last has the shape of h0.
     """
-    x, y, h0, single = _as_batch(x, y, h0)
+    x, y, h0, single = _as_batch(x, y, h0, float_type(params))
     loss, cache = forward(params, x, y, h0, _WORK)
     grads = backward(params, cache, grads, _WORK)
     h_last = cache["H"][-1]
@@ -175,7 +186,7 @@ def loss_and_grads(params: Params, x, y, h0, grads: Params | None = None) -> tup
 
 def loss_and_state(params: Params, x, y, h0) -> tuple[float, np.ndarray]:
     """The loss and the last hidden state, without gradients: for evaluation."""
-    x, y, h0, single = _as_batch(x, y, h0)
+    x, y, h0, single = _as_batch(x, y, h0, float_type(params))
     loss, cache = forward(params, x, y, h0, _WORK)
     h_last = cache["H"][-1]
     return loss, (h_last[0] if single else h_last).copy()
@@ -193,6 +204,6 @@ def step(params: Params, h: np.ndarray, ix: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def zero_state(params: Params, batch: int | None = None) -> np.ndarray:
-    """h = 0: shape (m,) for one stream, (batch, m) for a batch."""
+    """h = 0 in the parameters' type: shape (m,) for one stream, (batch, m) for a batch."""
     m = params["W"].shape[0]
-    return np.zeros(m if batch is None else (batch, m))
+    return np.zeros(m if batch is None else (batch, m), float_type(params))

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .rnn import float_type
+
 
 def softmax(o: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """softmax(o / temperature) of a vector."""
@@ -49,7 +51,7 @@ def synthesize(model, params: dict, state: np.ndarray, x0: int, n: int, rng: np.
     """n indices generated from ``state`` (S,) with first input x0; stops early after index ``stop``."""
     if not (0 <= temperature < math.inf and 0 < top_p <= 1):  # NaN fails both
         raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
-    state = np.asarray(state, dtype=np.float64)[None, :]
+    state = np.asarray(state, dtype=float_type(params))[None, :]
     ix, out = x0, []
     for _ in range(n):
         state, o = model.step(params, state, np.array([ix]))
@@ -65,7 +67,7 @@ def warm_up(model, params: dict, state: np.ndarray, ids: np.ndarray) -> np.ndarr
 
     The last priming index is the first input of the synthesis that follows.
     """
-    state = np.asarray(state, dtype=np.float64)[None, :]
+    state = np.asarray(state, dtype=float_type(params))[None, :]
     for ix in ids[:-1]:
         state, _ = model.step(params, state, np.array([ix]))
     return state[0]

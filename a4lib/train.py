@@ -170,8 +170,8 @@ class Trainer:
         self.opt = make_optimizer(cfg.optimizer, cfg.eta, fused=self.backend == "numba")
         self.rng = np.random.default_rng(cfg.seed)
         params = self.model.init_params(self.corpus.K, cfg.m, cfg.sig, self.rng)
-        self.w, self.params = flatten(params)
-        self.dw, self.grads = flatten(params)
+        self.w, self.params = flatten(params, dtype=self.cfg.dtype)
+        self.dw, self.grads = flatten(params, dtype=self.cfg.dtype)
         self.opt_state = self.opt.init_state(self.w)
         self.best_w = self.w.copy()
         self.best_state = self.model.zero_state(self.params)  # stream 0's state at the best update

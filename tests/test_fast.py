@@ -5,10 +5,12 @@ scale, max |fast - ref| <= 1e-10 max |ref| + 1e-12 elementwise (the 1e-12 floor 
 all-zero arrays). Entrywise relative agreement is not asked for: back-propagated through 25
 steps, a 1e-16 difference in the order of a sum can reach 1e-11 relative in a small entry. All of
 fast's code paths are run on every shape, chosen by forcing ``fast.BLAS_MIN_STREAMS``,
-``fast.NATIVE_GEMM`` and ``fast.FOLD_MAX_STREAMS``: the all-steps compiled loops ("loops"); the
-BLAS product per step from compiled code calling numpy's dgemm directly, the backward step one
+``kernels.NATIVE_GEMM`` and ``fast.FOLD_MAX_STREAMS``: the all-steps compiled loops with the
+output layer's products from compiled code ("loops") or from numpy ("loops-numpy"); the BLAS
+product per step from compiled code calling numpy's dgemm directly, the backward step one
 product ("blas") or two ("blas-2"); the BLAS product per step through np.dot from a Python loop
-("blas-numpy", the fallback when numpy's BLAS has no ILP64 cblas_dgemm).
+("blas-numpy", the fallback when numpy's BLAS has no ILP64 cblas_dgemm). float32 is tested
+in test_dtype.py.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pytest
 
 pytest.importorskip("numba")
 
-from a4lib import fast, reference, rnn  # noqa: E402
+from a4lib import fast, kernels, reference, rnn  # noqa: E402
 from a4lib.optim import flatten  # noqa: E402
 
 RTOL, ATOL = 1e-10, 1e-12
@@ -59,15 +61,14 @@ def assert_same(result, expected, what=""):
     assert_close(h, h_r, f"{what} h_last")
 
 
-@pytest.fixture(params=["loops", "blas", "blas-2", "blas-numpy"])
+@pytest.fixture(params=["loops", "loops-numpy", "blas", "blas-2", "blas-numpy"])
 def path(request, monkeypatch):
-    fast._build()  # sets NATIVE_GEMM; monkeypatch restores it afterwards
-    monkeypatch.setattr(fast, "BLAS_MIN_STREAMS", 10**9 if request.param == "loops" else 1)
-    if request.param.startswith("blas"):
-        if request.param != "blas-numpy" and not fast.NATIVE_GEMM:
-            pytest.skip("numpy's BLAS has no ILP64 cblas_dgemm")
-        monkeypatch.setattr(fast, "NATIVE_GEMM", request.param != "blas-numpy")
-        monkeypatch.setattr(fast, "FOLD_MAX_STREAMS", 0 if request.param == "blas-2" else 10**9)
+    kernels.build()  # sets NATIVE_GEMM; monkeypatch restores it afterwards
+    monkeypatch.setattr(fast, "BLAS_MIN_STREAMS", 10**9 if request.param.startswith("loops") else 1)
+    if not request.param.endswith("numpy") and not kernels.NATIVE_GEMM:
+        pytest.skip("numpy's BLAS has no ILP64 cblas_dgemm")
+    monkeypatch.setattr(kernels, "NATIVE_GEMM", not request.param.endswith("numpy"))
+    monkeypatch.setattr(fast, "FOLD_MAX_STREAMS", 0 if request.param == "blas-2" else 10**9)
     return request.param
 
 
@@ -77,36 +78,40 @@ def test_available():
 
 def test_native_gemm_found_with_numpy_wheels_openblas64():
     """numpy's wheels bundle scipy-openblas64: its cblas_dgemm must be found and used."""
-    fast._build()
+    kernels.build()
     blas = np.__config__.CONFIG.get("Build Dependencies", {}).get("blas", {})
     if "openblas64" not in str(blas.get("lib directory", "")):
         pytest.skip(f"numpy built with {blas.get('name')}")
-    assert fast.NATIVE_GEMM is True
-    assert fast._find_dgemm()
+    assert kernels.NATIVE_GEMM is True
+    assert set(kernels._find_gemm()) == {"d", "s"}
 
 
 @pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
 @pytest.mark.parametrize("beta", [0.0, 1.0, -0.5])
-def test_gemm_kernel_matches_numpy_on_views(ta, tb, beta):
-    """fast._gemm (numpy's dgemm from compiled code): transposes, beta, and operands and result
-    that are column ranges or row blocks of larger arrays (row stride > columns), single rows."""
-    fast._build()
-    if not fast.NATIVE_GEMM:
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gemm_kernel_matches_numpy_on_views(ta, tb, beta, dtype):
+    """kernels._gemm (numpy's dgemm or sgemm from compiled code): transposes, beta, and operands
+    and result that are column ranges or row blocks of larger arrays (row stride > columns),
+    single rows."""
+    kernels.build()
+    if not kernels.NATIVE_GEMM:
         pytest.skip("numpy's BLAS has no ILP64 cblas_dgemm")
     numba = pytest.importorskip("numba")
-    gemm = numba.njit(lambda ta, tb, A, B, C, beta: fast._gemm(ta, tb, A, B, C, beta))
+    gemm = numba.njit(lambda ta, tb, A, B, C, beta: kernels._gemm(ta, tb, A, B, C, beta))
     rng = np.random.default_rng(int(ta) + 2 * int(tb))
+    tol = 1e-13 if dtype == np.float64 else 1e-5
     for M, N, K in [(7, 5, 3), (1, 4, 6), (5, 1, 2), (32, 65, 100)]:
-        Abig = rng.standard_normal((K + 3, M + 4) if ta else (M + 3, K + 4))
-        Bbig = rng.standard_normal((N + 2, K + 5) if tb else (K + 2, N + 5))
-        Cbig = rng.standard_normal((M + 2, N + 3))
+        Abig = rng.standard_normal((K + 3, M + 4) if ta else (M + 3, K + 4)).astype(dtype)
+        Bbig = rng.standard_normal((N + 2, K + 5) if tb else (K + 2, N + 5)).astype(dtype)
+        Cbig = rng.standard_normal((M + 2, N + 3)).astype(dtype)
         A = Abig[1:K + 1, 2:M + 2] if ta else Abig[1:M + 1, 2:K + 2]
         B = Bbig[1:N + 1, :K] if tb else Bbig[1:K + 1, :N]
         C = Cbig[1:M + 1, 3:]
         expected = Cbig.copy()
         expected[1:M + 1, 3:] = (A.T if ta else A) @ (B.T if tb else B) + beta * C
         gemm(ta, tb, A, B, C, beta)
-        np.testing.assert_allclose(Cbig, expected, rtol=1e-13, atol=1e-13)  # nothing else written
+        assert Cbig.dtype == dtype
+        np.testing.assert_allclose(Cbig, expected, rtol=tol, atol=tol)  # nothing else written
 
 
 SHAPES = [  # m, K_in, K_out, T
@@ -220,20 +225,20 @@ def test_saturated_units_and_extreme_logits(path):
 
 
 def test_tanh_and_exp_kernels_within_a_few_ulp():
-    fast._build()
+    kernels.build()
     rng = np.random.default_rng(0)
     a = np.concatenate([rng.standard_normal(5000) * s for s in (1e-12, 1e-3, 0.3, 1, 5, 30)]
                        + [np.array([0.0, -0.0, 19.99, 20.01, -20.01, 700.0, np.inf, -np.inf])])
     t = a.copy()
-    fast._tanh_inplace(t)
+    kernels._tanh_inplace(t)
     np.testing.assert_allclose(t, np.tanh(a), rtol=1e-15, atol=0)
     z = np.concatenate([-np.abs(a[np.isfinite(a)]), [-707.5, -708.5, -720.0, -745.2, -800.0, -np.inf]])
     e = z.copy()
-    fast._exp_nonpos_inplace(e)
+    kernels._exp_nonpos_inplace(e)
     # below -708 (e^-708 ~ 3e-308) the kernel returns 0 where numpy returns a subnormal
     np.testing.assert_allclose(e, np.exp(z), rtol=1e-15, atol=1e-307)
     nan = np.array([np.nan])
-    fast._tanh_inplace(nan)
+    kernels._tanh_inplace(nan)
     assert np.isnan(nan[0])
 
 
@@ -270,20 +275,3 @@ def test_without_numba_import_works_and_calls_raise():
             "    raise SystemExit('no RuntimeError')\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-
-
-@pytest.mark.parametrize("limit", [5.0, 0.0, np.inf])
-def test_clip_adagrad_is_clip_then_adagrad_bit_for_bit(limit):
-    """The fused step equals optim.clip + AdaGrad.update exactly, for clipped and unclipped entries."""
-    from a4lib.optim import AdaGrad, clip
-
-    rng = np.random.default_rng(1)
-    w, dw, M = rng.standard_normal(5000), 8 * rng.standard_normal(5000), rng.random(5000)
-    w2, dw2, M2 = w.copy(), dw.copy(), M.copy()
-    clip(dw, limit)
-    AdaGrad(eta=0.1, eps=1e-8).update(w, dw, {"M": M})
-    fast.clip_adagrad(w2, dw2, M2, 0.1, 1e-8, limit)
-    np.testing.assert_array_equal(dw2, dw)
-    np.testing.assert_array_equal(M2, M)
-    np.testing.assert_array_equal(w2, w)
-    assert (np.abs(dw) > 5).any() == (limit != 5.0)  # the data did need clipping

@@ -175,21 +175,53 @@ def test_make_optimizer_sets_eta(name):
     assert make_optimizer(name, 0.123).eta == 0.123
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("limit", [5.0, 0.0, np.inf])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_step_is_clip_then_update_fused_or_not(name):
-    """opt.step(w, dw, state, limit) equals clip + update bit for bit, with the fused AdaGrad too."""
+def test_step_is_clip_then_update_fused_or_not(name, limit, dtype):
+    """opt.step(w, dw, state, limit) equals clip + update bit for bit, fused (compiled) or not, in
+    float64 and float32, over several steps (Adam's bias correction moves with t); the state and
+    w keep their type."""
     pytest.importorskip("numba")
     rng = np.random.default_rng(2)
-    w, dw = rng.standard_normal(3000), 8 * rng.standard_normal(3000)
+    w0 = rng.standard_normal(3000).astype(dtype)
+    gs = [(8 * rng.standard_normal(3000)).astype(dtype) for _ in range(3)]
     plain = make_optimizer(name, 0.05)
-    ref_w, ref_dw = w.copy(), dw.copy()
+    ref_w = w0.copy()
     ref_state = plain.init_state(ref_w)
-    plain.update(ref_w, clip(ref_dw, 5.0), ref_state)
+    ref_dws = []
+    for g in gs:
+        ref_dws.append(clip(g.copy(), limit))
+        plain.update(ref_w, ref_dws[-1], ref_state)
+    assert (np.abs(gs[0]) > 5).any() and (np.abs(ref_dws[0]) > 5).any() == (limit != 5.0)
     for fused in (False, True):
         opt = make_optimizer(name, 0.05, fused=fused)
-        assert getattr(opt, "fused", False) == (fused and name == "adagrad")
-        w2, dw2 = w.copy(), dw.copy()
-        state = opt.init_state(w2)
-        opt.step(w2, dw2, state, 5.0)
-        np.testing.assert_array_equal(w2, ref_w)
-        np.testing.assert_array_equal(dw2, ref_dw)
+        assert opt.fused == fused
+        w = w0.copy()
+        state = opt.init_state(w)
+        for g, ref_dw in zip(gs, ref_dws):
+            dw = g.copy()
+            opt.step(w, dw, state, limit)
+            np.testing.assert_array_equal(dw, ref_dw)
+        np.testing.assert_array_equal(w, ref_w)
+        for k in state:
+            np.testing.assert_array_equal(state[k], ref_state[k])
+        assert w.dtype == dtype and all(v.dtype == dtype for k, v in state.items() if k != "t")
+
+
+def test_fused_step_refuses_mixed_types():
+    """A fused step on vectors of different types (or not float) is a ValueError, not a silent cast."""
+    pytest.importorskip("numba")
+    opt = make_optimizer("adagrad", 0.1, fused=True)
+    w = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match="float64 or float32"):
+        opt.step(w, np.zeros(4), {"M": np.zeros(4, np.float32)}, 5.0)
+
+
+def test_flatten_in_float32():
+    """flatten(dtype=float32) rounds the float64 draws into one float32 vector (views of it)."""
+    arrays = {"U": np.full((2, 2), 0.1), "b": np.arange(3.0)}
+    flat, views = flatten(arrays, dtype="float32")
+    assert flat.dtype == np.float32 and views["U"].dtype == np.float32
+    assert views["U"][0, 0] == np.float32(0.1) and np.shares_memory(views["b"], flat)
+    assert flatten(arrays)[0].dtype == np.float64
