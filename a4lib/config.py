@@ -211,7 +211,7 @@ def add_arguments(parser: argparse.ArgumentParser, exclude=()) -> None:
         target = stop if f.name in ("n_epochs", "n_updates") else parser
         target.add_argument(flag_of(f.name), dest=f.name, type=_parse(f.name, base), default=argparse.SUPPRESS,
                             metavar=f.name.upper() if not meta["choices"] else "{" + ",".join(meta["choices"]) + "}",
-                            help=f"{meta['help']} (default: {default})")
+                            help=meta["help"] if "(default" in meta["help"] else f"{meta['help']} (default: {default})")
 
 
 def _parse(name: str, base: type):

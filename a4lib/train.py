@@ -458,7 +458,7 @@ class Trainer:
             name = changed[0]
             raise ResumeError(f"{out} was trained with {name} = {getattr(own, name)!r}, not {getattr(cfg, name)!r}: "
                                 f"a resumed run keeps its own settings (drop {flag_of(name)}, or train a new run)")
-        corpus = _resume_corpus(cfg.corpus, own.corpus, meta["corpus"], out)
+        corpus = _resume_corpus(cfg.corpus if cfg.corpus != own.corpus else None, own.corpus, meta["corpus"], out)
         self = cls(own.replace(corpus=cfg.corpus if cfg.corpus is not None else own.corpus, n_updates=cfg.n_updates,
                                n_epochs=cfg.n_epochs, max_seconds=cfg.max_seconds), out, corpus)
         try:
@@ -491,9 +491,9 @@ class Trainer:
 
 def _resume_corpus(given: str | None, own: str | None, stored: dict, out: Path) -> Corpus:
     """The corpus a resumed run trains on: ``given`` (another path to the same text is fine), else
-    the run's own spec as written, else the absolute path the run recorded; its sha256 must be the
+    the absolute path the run recorded, else the run's own spec as written; its sha256 must be the
     run's."""
-    tries = [given] if given is not None else [own] + ([stored["path"]] if stored.get("path") else [])
+    tries = [given] if given is not None else ([stored["path"]] if stored.get("path") else []) + [own]
     errors = []
     for spec in tries:
         try:

@@ -379,9 +379,6 @@ def relative_run(text, tmp_path, monkeypatch) -> Path:
     return a / "run"
 
 
-@pytest.mark.xfail(strict=True, reason="Trainer.resume calls _resume_corpus(cfg.corpus, ...) with the run's own relative "
-                                       "corpus 's.txt' as if given (cfg is own, or own.replace(...) from the CLI), so it "
-                                       "never tries the absolute path the checkpoint records")
 def test_a_run_from_a_relative_corpus_path_resumes_from_another_folder(relative_run):
     """Without --corpus: the checkpoint's absolute path finds the text."""
     code, _, err = run_main("train", "--out", "../a/run", "--resume", "--updates", 60, "--quiet")
@@ -497,8 +494,6 @@ def test_train_help_describes_every_option_and_shows_its_default():
             assert "(default:" in help_text, f"{flag}: {help_text}"
 
 
-@pytest.mark.xfail(strict=True, reason="--corpus shows two defaults: '(default: data/goblet_book.txt of the "
-                                       "project if present, else builtin:python-docs) (default: none)'")
 def test_train_help_states_each_default_once():
     for flag, (_, help_text) in train_help_entries().items():
         assert help_text.count("(default") <= 1, f"{flag}: {help_text}"
