@@ -2,8 +2,10 @@
 # Both create the virtual environment .venv and install the project into it when needed.
 #
 #   make report                  the full assignment run -> report/report.html, report/report.pdf
-#   make report QUICK=1          a small run (under a minute), same sections
+#   make report QUICK=1          a small run (about a minute), same sections -> report/quick/
+#                                (never replaces report/report.pdf, the submission)
 #   make report CORPUS=path ETA=0.05 M=100 SEQ_LENGTH=25 SIG=0.01 SEED=0 N_UPDATES=... N_EPOCHS=2
+#   make report TRAIN_ARGS='--backend numpy --clip 1'   any other `a4lib train` flag for the main run
 #   make report OUT=dir          everything (HTML, PDF, figures, run, build files) under dir
 #   make report PDF=0            the HTML only;  FORCE=1  redo the check, benchmarks, training and studies
 #   make report BEYOND=0         without the part beyond the assignment; or one section of it off:
@@ -11,8 +13,8 @@
 #                                BEYOND_OPTIMIZERS=0 BEYOND_TWEETS=0
 #   make report TWEETS=path      the tweet corpus of the tweet section (default
 #                                ../shared/data/condensed_2018.json when it exists; TWEETS=none: no tweets)
-#   make lab                     the notebooks in JupyterLab (installed into .venv on first use;
-#                                LAB_ARGS=--no-browser and other jupyter-lab options pass on)
+#   make lab                     the notebooks in JupyterLab (LAB_ARGS=--no-browser and other
+#                                jupyter-lab options pass on)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -30,11 +32,12 @@ REPORT_ARGS = $(if $(filter-out 0,$(QUICK)),--quick) \
 	$(if $(SEQ_LENGTH),--seq-length $(SEQ_LENGTH)) \
 	$(if $(SIG),--sig $(SIG)) \
 	$(if $(OPTIMIZER),--optimizer $(OPTIMIZER)) \
-	$(if $(N_UPDATES),--n-updates $(N_UPDATES)) \
-	$(if $(N_EPOCHS),--n-epochs $(N_EPOCHS)) \
+	$(if $(N_UPDATES),--updates $(N_UPDATES)) \
+	$(if $(N_EPOCHS),--epochs $(N_EPOCHS)) \
 	$(if $(SEED),--seed $(SEED)) \
 	$(if $(SAMPLE_EVERY),--sample-every $(SAMPLE_EVERY)) \
 	$(if $(SAMPLE_LENGTH),--sample-length $(SAMPLE_LENGTH)) \
+	$(TRAIN_ARGS) \
 	$(if $(OUT),--out '$(OUT)') \
 	$(if $(RUN),--run '$(RUN)') \
 	$(if $(filter-out 0,$(FORCE)),--force) \
@@ -67,12 +70,11 @@ bench: $(STAMP)
 report: $(STAMP)
 	$(PY) report/build.py $(strip $(REPORT_ARGS))
 
-# JupyterLab is not a dependency: installed into the venv the first time it is asked for.
+# JupyterLab comes with the notebooks extra ('.[dev]'); the kernel is this environment's Python.
 lab: $(STAMP)
-	@$(VENV)/bin/jupyter-lab --version >/dev/null 2>&1 || $(PY) -m pip install --quiet jupyterlab
 	JUPYTER_PATH="$(abspath $(VENV))/share/jupyter" JUPYTER_PLATFORM_DIRS=1 \
 	  $(VENV)/bin/jupyter-lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks \
 	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
-	rm -rf runs figures/*.png report/report.html report/report.pdf report/build
+	rm -rf runs figures/*.png report/report.html report/report.pdf report/build report/quick

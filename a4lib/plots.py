@@ -146,7 +146,7 @@ def heldout_curves(runs: Mapping[str, tuple[Mapping, int]], *, title: str | None
     """For each run (label -> (history, seq_length)) its training smooth loss per character (line)
     and its held-out loss per character (dots on a dashed line), in the same colour, against the
     update. Both in nats per character."""
-    from .studies import held_out, per_char
+    from .analysis import held_out, per_char
 
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot()
@@ -187,7 +187,7 @@ def log_scale_if_wide(ax, ratio: float = 4.0) -> bool:
 def heldout_vs_seconds(histories: Mapping[str, Mapping], *, title: str | None = None,
                        figsize=(8.0, 4.0)) -> Figure:
     """Each run's held-out loss per character against its training seconds (label -> history)."""
-    from .studies import held_out
+    from .analysis import held_out
 
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot()
@@ -208,7 +208,7 @@ def heldout_vs_seconds(histories: Mapping[str, Mapping], *, title: str | None = 
 def compare_updates_seconds(runs: Mapping[str, tuple[Mapping, int]], *, figsize=(9.0, 3.8)) -> Figure:
     """Two panels, each run (label -> (history, seq_length)) a curve of its smooth loss per
     character: against the update (left) and against the training seconds (right)."""
-    from .studies import per_char
+    from .analysis import per_char
 
     fig = Figure(figsize=figsize, layout="constrained")
     left, right = fig.subplots(1, 2, sharey=True)

@@ -1,31 +1,35 @@
 """Build the report: gradient check, benchmark, training run, studies, notebooks, HTML, PDF.
 
-    python report/build.py [--quick] [--corpus PATH] [--eta 0.05] ... [--out DIR]
+    python report/build.py [--quick] [--corpus PATH] [--eta 0.05] [--updates N] ... [--out DIR]
                            [--beyond 0] [--beyond-lstm 0] ... [--tweets PATH|none]
 
-(``make report`` calls this with the Makefile's variables.) The steps:
+(``make report`` calls this with the Makefile's variables.) The training flags are those of
+``a4lib train`` (``a4lib.config.Config``): they override the main run's settings. The steps:
 
 1. gradient check   ``a4lib gradcheck --json``          -> BUILD/gradcheck.json
 2. benchmark        ``a4lib bench --json``              -> BUILD/bench.json
-3. training run     ``a4lib train``                     -> RUN/ (+ provenance.json)
-4. the studies beyond the assignment (``a4lib.studies``): benchmarks for several batch sizes
+3. training run     ``a4lib train`` (``train_runs``)    -> RUN/ (+ provenance.json)
+4. the studies beyond the assignment (``report/studies.py``): benchmarks for several batch sizes
    and training runs, at most two at a time            -> BUILD/beyond.json, STUDIES/<name>/
-5. the report notebook and the beyond notebook, executed by papermill
-                                                        -> BUILD/report.ipynb, BUILD/beyond.ipynb
-6. HTML: both notebooks as one document (nbconvert; no code, no parameter cells, no stderr)
-                                                        -> OUT/report.html
-7. PDF: the HTML printed by a headless Chromium           -> OUT/report.pdf
+5. notebooks/report.ipynb and notebooks/beyond.ipynb (only the sections asked for, numbered on),
+   executed by papermill in notebooks/               -> BUILD/report.ipynb, BUILD/beyond.ipynb
+6. HTML: both as one document, code cells hidden (nbconvert; cells tagged remove or parameters
+   left out, no stderr)                                -> OUT/report.html
+7. PDF: the HTML printed by a headless Chromium         -> OUT/report.pdf
 
-Steps 1-4 are reused when their inputs have not changed (a finished run with the same
-hyperparameters and corpus, a study run with the same command and corpus; results of the same
-check or benchmark); ``--force`` redoes them. Every intermediate file is in git-ignored places:
-BUILD (report/build), RUN (runs/report), STUDIES (runs/studies), FIGURES (figures/).
+OUT is report/ (the submission) or, with --quick, report/quick/, so that a quick build never
+replaces the submission. Steps 1-4 are reused when their inputs have not changed (a finished run
+with the same settings and corpus, results of the same check or benchmark); ``--force`` redoes
+them. Every intermediate file is in git-ignored places: BUILD (report/build/full|quick), RUN
+(runs/report, runs/report-quick), STUDIES (runs/studies, runs/studies-quick), FIGURES (figures/,
+report/quick/figures/). A relative path given here resolves from the working directory.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -35,13 +39,27 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # a4lib of this checkout, also when it is not installed
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import studies  # noqa: E402  (report/studies.py)
+from a4lib import config as settings  # noqa: E402
+from a4lib.config import Config  # noqa: E402
+
 TEMPLATES = ROOT / "report" / "templates"
-NOTEBOOK = ROOT / "notebooks" / "report.ipynb"
-BEYOND_NOTEBOOK = ROOT / "notebooks" / "beyond.ipynb"
+NOTEBOOKS = ROOT / "notebooks"
+NOTEBOOK = NOTEBOOKS / "report.ipynb"
+BEYOND_NOTEBOOK = NOTEBOOKS / "beyond.ipynb"
+FIRST_BEYOND_SECTION = 7  # report.ipynb has sections 1-6
 MIN_UPDATES = 100_000  # the handout: samples every 10,000 updates through 100,000
+QUICK_UPDATES, QUICK_SAMPLE_EVERY = 1500, 500
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL_CHROMIUM = "install Chromium (apt-get install chromium) or set CHROMIUM=/path/to/chromium"
 STEPS = 7
+#: make variable of each training setting that has one (the others go in TRAIN_ARGS)
+MAKE_VARIABLES = {"corpus": "CORPUS", "m": "M", "eta": "ETA", "seq_length": "SEQ_LENGTH", "sig": "SIG",
+                  "optimizer": "OPTIMIZER", "n_updates": "N_UPDATES", "n_epochs": "N_EPOCHS", "seed": "SEED",
+                  "sample_every": "SAMPLE_EVERY", "sample_length": "SAMPLE_LENGTH"}
 
 
 class BuildError(Exception):
@@ -79,30 +97,15 @@ def switch(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected 0 or 1, got {value!r}")
 
 
-def section_keys() -> dict[str, str]:
-    from a4lib.studies import SECTIONS
-
-    return dict(SECTIONS)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from a4lib.studies import DEFAULT_TWEETS
-
-    p = Parser(description="Build report/report.html and report/report.pdf.")
-    p.add_argument("--quick", action="store_true", help="a small run for tests: builtin corpus, 1,500 updates, m = 5 check")
+    p = Parser(description="Build report/report.html and report/report.pdf (with --quick: report/quick/).")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a small run for tests: builtin corpus, {QUICK_UPDATES:,} updates, m = 5 check, "
+                        f"written to report/quick/")
     p.add_argument("--corpus", help="default: data/goblet_book.txt if present, else builtin:python-docs")
-    p.add_argument("--m", type=int, default=100)
-    p.add_argument("--eta", type=float, default=0.1)
-    p.add_argument("--seq-length", type=int, default=25)
-    p.add_argument("--sig", type=float, default=0.01)
-    p.add_argument("--optimizer", default="adagrad")
-    p.add_argument("--n-updates", type=int, help=f"default: max({MIN_UPDATES:,}, n_epochs epochs); quick 1,500")
-    p.add_argument("--n-epochs", type=int, default=2, help="at least this many epochs (default 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample-every", type=int, help="default 10,000; quick 500")
-    p.add_argument("--sample-length", type=int, default=200)
+    train = p.add_argument_group("the main run's settings (a4lib train's flags; default: a4lib's, but updates: "
+                                 f"max({MIN_UPDATES:,}, the epochs), quick {QUICK_UPDATES:,})")
+    settings.add_arguments(train, exclude=("corpus",))
     p.add_argument("--passage-length", type=int, default=1000)
     p.add_argument("--gradcheck-m", type=int, action="append", help="m to check (repeatable; default 5 and 100, quick 5)")
     p.add_argument("--out", type=Path, help="put everything (HTML, PDF, figures, build files, run) under this folder")
@@ -112,15 +115,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="redo the gradient check, benchmarks, training and studies")
     p.add_argument("--beyond", type=switch, default=True, metavar="0|1",
                    help="the part beyond the assignment (0: leave all of it out)")
-    for key, title in section_keys().items():
+    for key, title in studies.SECTIONS.items():
         p.add_argument(f"--beyond-{key}", type=switch, default=True, metavar="0|1", help=f"the section {title!r}")
-    p.add_argument("--tweets", help=f"the tweet corpus of the tweet section, relative to the project folder (default: "
-                                    f"{DEFAULT_TWEETS} when it exists; none: no tweets)")
+    p.add_argument("--tweets", help=f"the tweet corpus of the tweet section (default: {studies.DEFAULT_TWEETS} of the "
+                                    f"project folder when it exists; none: no tweets)")
     a = p.parse_args(argv)
-    a.sections = [k for k in section_keys() if a.beyond and getattr(a, f"beyond_{k}")]
+    a.overrides = {k: v for k, v in settings.given(a).items() if k != "corpus"}
+    a.sections = [k for k in studies.SECTIONS if a.beyond and getattr(a, f"beyond_{k}")]
     a.command = make_command(a)
-    if a.sample_every is None:
-        a.sample_every = 500 if a.quick else 10_000
     if a.gradcheck_m is None:
         a.gradcheck_m = [5] if a.quick else [5, 100]
     if a.quick and a.corpus is None:
@@ -130,35 +132,62 @@ def parse_args(argv=None) -> argparse.Namespace:
         a.html_dir, a.figures, a.build = a.out, a.out / "figures", a.out / "build"
         a.run = a.run or a.out / "run"
         a.studies = a.out / "studies"
+    elif a.quick:
+        a.html_dir = ROOT / "report" / "quick"
+        a.figures, a.build = a.html_dir / "figures", ROOT / "report" / "build" / "quick"
+        a.run, a.studies = a.run or ROOT / "runs" / "report-quick", ROOT / "runs" / "studies-quick"
     else:
-        a.html_dir, a.figures = ROOT / "report", ROOT / "figures"
-        a.build = ROOT / "report" / "build" / ("quick" if a.quick else "full")
-        a.run = a.run or ROOT / "runs" / ("report-quick" if a.quick else "report")
-        a.studies = ROOT / "runs" / ("studies-quick" if a.quick else "studies")
+        a.html_dir, a.figures, a.build = ROOT / "report", ROOT / "figures", ROOT / "report" / "build" / "full"
+        a.run, a.studies = a.run or ROOT / "runs" / "report", ROOT / "runs" / "studies"
     return a
 
 
 def make_command(a: argparse.Namespace) -> str:
     """The ``make report`` line that repeats this build."""
-    names = {"corpus": "CORPUS", "m": "M", "eta": "ETA", "seq_length": "SEQ_LENGTH", "sig": "SIG",
-             "optimizer": "OPTIMIZER", "n_updates": "N_UPDATES", "n_epochs": "N_EPOCHS", "seed": "SEED",
-             "sample_every": "SAMPLE_EVERY", "sample_length": "SAMPLE_LENGTH"}
-    defaults = {"m": 100, "eta": 0.1, "seq_length": 25, "sig": 0.01, "optimizer": "adagrad", "n_epochs": 2,
-                "seed": 0, "sample_length": 200}
     words = ["make", "report"] + (["QUICK=1"] if a.quick else [])
-    for key, var in names.items():
-        v = getattr(a, key)
-        if v is not None and defaults.get(key, object()) != v:
-            words.append(f"{var}={v}")
+    if a.corpus is not None:
+        words.append(f"CORPUS={a.corpus}")
+    other = []
+    for name, value in a.overrides.items():
+        if name in MAKE_VARIABLES:
+            words.append(f"{MAKE_VARIABLES[name]}={value}")
+        else:
+            other += [settings.flag_of(name), str(value)]
+    if other:
+        words.append(f"TRAIN_ARGS={shlex.join(other)}")
     if not a.beyond:
         words.append("BEYOND=0")
     else:
-        for key in section_keys():
-            if not getattr(a, f"beyond_{key}"):
-                words.append(f"BEYOND_{key.upper()}=0")
+        words += [f"BEYOND_{key.upper()}=0" for key in studies.SECTIONS if not getattr(a, f"beyond_{key}")]
     if a.tweets is not None:
         words.append(f"TWEETS={a.tweets}")
     return shlex.join(words)
+
+
+def corpus_spec(given: str | None, corpus) -> str:
+    """The corpus as the runs and notebooks get it: a file as an absolute path (a relative one
+    resolves from the working directory), the built-in text by its name."""
+    from a4lib.corpus import BUILTIN
+    from a4lib.rundir import project_path
+
+    if corpus.name == BUILTIN:
+        return BUILTIN
+    return str(Path(given).resolve()) if given is not None else str(project_path(corpus.name))
+
+
+def main_config(a, corpus) -> Config:
+    """The main run's settings: a4lib's defaults, the build's (updates, quick sampling), the given."""
+    base = {"corpus": a.corpus_spec}
+    if a.quick:
+        base["sample_every"] = QUICK_SAMPLE_EVERY
+    try:
+        cfg = Config(**{**base, **a.overrides})
+        if cfg.n_updates is None:
+            n_seq = (len(corpus.text) - 1) // cfg.seq_length
+            cfg = cfg.replace(n_updates=QUICK_UPDATES if a.quick else max(MIN_UPDATES, cfg.n_epochs * n_seq))
+        return cfg.validate()
+    except settings.ConfigError as err:
+        raise BuildError(str(err)) from None
 
 
 def find_chromium(given: str | None) -> str:
@@ -178,9 +207,9 @@ def find_chromium(given: str | None) -> str:
 # --- steps 1-3: the data the report reads ------------------------------------------------------
 
 def a4lib(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
-    """``python -m a4lib ARGS`` with this interpreter, from the project folder."""
-    cmd = [sys.executable, "-m", "a4lib", *args]
-    return subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE if capture else None)
+    """``python -m a4lib ARGS`` with this interpreter, in the working directory."""
+    return subprocess.run([sys.executable, "-m", "a4lib", *args], text=True,
+                          stdout=subprocess.PIPE if capture else None)
 
 
 def cached(key_file: Path, result: Path, key: dict, force: bool) -> bool:
@@ -193,15 +222,15 @@ def cached(key_file: Path, result: Path, key: dict, force: bool) -> bool:
         return False
 
 
-def gradient_check(a, corpus) -> bool:
+def gradient_check(a, corpus, cfg: Config) -> bool:
     out, key_file = a.build / "gradcheck.json", a.build / "gradcheck.key.json"
-    key = {"corpus": corpus.sha256, "ms": a.gradcheck_m, "seq_length": a.seq_length}
+    key = {"corpus": corpus.sha256, "ms": a.gradcheck_m, "seq_length": cfg.seq_length}
     if cached(key_file, out, key, a.force):
         say(f"[1/{STEPS}] gradient check: reusing {rel(out)}")
     else:
         say(f"[1/{STEPS}] gradient check, m = {', '.join(map(str, a.gradcheck_m))}")
         key_file.unlink(missing_ok=True)
-        args = ["gradcheck", "--corpus", a.corpus_spec, "--seq-length", str(a.seq_length), "--json", str(out)]
+        args = ["gradcheck", "--corpus", a.corpus_spec, "--seq-length", str(cfg.seq_length), "--json", str(out)]
         for m in a.gradcheck_m:
             args += ["--m", str(m)]
         rc = a4lib(*args).returncode
@@ -211,10 +240,11 @@ def gradient_check(a, corpus) -> bool:
     return all(r["ok"] for r in json.loads(out.read_text()))
 
 
-def benchmark(a, corpus) -> None:
+def benchmark(a, corpus, cfg: Config) -> None:
     updates = ["--updates", "300", "--reference-updates", "60"] if a.quick else []
-    key = {"corpus": corpus.sha256, "m": a.m, "seq_length": a.seq_length, "args": updates}
-    args = ["bench", "--json", "--corpus", a.corpus_spec, "--m", str(a.m), "--seq-length", str(a.seq_length), *updates]
+    key = {"corpus": corpus.sha256, "m": cfg.m, "seq_length": cfg.seq_length, "args": updates}
+    args = ["bench", "--json", "--corpus", a.corpus_spec, "--m", str(cfg.m), "--seq-length", str(cfg.seq_length),
+            *updates]
     out = a.build / "bench.json"
     result = cached_bench(a, args, out, key, "the benchmark",
                           f"[2/{STEPS}] benchmark: a4lib's training step against reference.py")
@@ -244,53 +274,72 @@ def cached_bench(a, args: list[str], out: Path, key: dict, what: str, announce: 
     return result
 
 
-def wanted_config(a, n_updates: int) -> dict:
-    return {"m": a.m, "eta": a.eta, "seq_length": a.seq_length, "sig": a.sig, "optimizer": a.optimizer,
-            "n_updates": n_updates, "seed": a.seed, "sample_every": a.sample_every,
-            "sample_length": a.sample_length}
-
-
-def run_matches(run: Path, want: dict, sha256: str) -> bool:
-    try:
-        config = json.loads((run / "config.json").read_text())
-        summary = json.loads((run / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
+def reusable(run: Path, cfg: Config, sha256: str) -> bool:
+    """A finished run in the current run format, trained with ``cfg`` on the corpus ``sha256``."""
+    from a4lib.rundir import read_json_or
     from a4lib.train import RUN_FORMAT
 
-    return (summary.get("status") == "finished" and config.get("corpus_sha256") == sha256
-            and config.get("format") == RUN_FORMAT
-            and (run / "checkpoint.npz").is_file() and (run / "samples.json").is_file()
-            and all(config.get(k) == v for k, v in want.items()))
+    try:
+        config = read_json_or(run / "config.json", {}) or {}
+        summary = read_json_or(run / "summary.json", {}) or {}
+        same = not Config.from_dict(config).differences(cfg, ignore=("corpus",))
+    except (OSError, ValueError, TypeError):
+        return False
+    return (summary.get("status") == "finished" and summary.get("format") == RUN_FORMAT
+            and config.get("format") == RUN_FORMAT and config.get("corpus_sha256") == sha256
+            and (run / "checkpoint.npz").is_file() and (run / "samples.json").is_file() and same)
 
 
-def training(a, corpus) -> None:
-    from a4lib.report import write_provenance
-
-    n_seq = (len(corpus.text) - 1) // a.seq_length
-    n_updates = a.n_updates if a.n_updates is not None else 1500 if a.quick else max(MIN_UPDATES, a.n_epochs * n_seq)
-    want = wanted_config(a, n_updates)
-    run = a.run
-    if not a.force and run_matches(run, want, corpus.sha256):
-        say(f"[3/{STEPS}] training: reusing {rel(run)} ({n_updates:,} updates)")
+def clear_run_dir(run: Path) -> None:
+    """Remove a run directory this build made; a BuildError for one it did not make."""
+    if not run.exists():
         return
-    if run.exists():
-        made_here = json.loads((run / "provenance.json").read_text()).get("made_by") == "report/build.py" \
-            if (run / "provenance.json").is_file() else False
-        if not made_here and any(run.iterdir()):
-            raise BuildError(f"{rel(run)} holds a run the report build did not make: remove it or choose another RUN=")
-        shutil.rmtree(run)
-    epochs = n_updates / max(1, n_seq)
-    say(f"[3/{STEPS}] training: {n_updates:,} updates ({epochs:.2f} epochs of {n_seq:,} sequences) into {rel(run)}")
-    args = ["train", "--out", str(run), "--corpus", a.corpus_spec, "--m", str(a.m), "--eta", repr(a.eta),
-            "--seq-length", str(a.seq_length), "--sig", repr(a.sig), "--optimizer", a.optimizer,
-            "--updates", str(n_updates), "--seed", str(a.seed), "--sample-every", str(a.sample_every),
-            "--sample-length", str(a.sample_length)]
-    if a.quick:
-        args.append("--quiet")
-    rc = a4lib(*args).returncode
-    if rc != 0 or not (run / "summary.json").is_file():
-        raise BuildError(f"training stopped with exit code {rc}")
+    prov = run / "provenance.json"
+    made_here = prov.is_file() and json.loads(prov.read_text()).get("made_by") == "report/build.py"
+    if not made_here and any(run.iterdir()):
+        raise BuildError(f"{rel(run)} holds a run the report build did not make: remove it or choose another "
+                         f"RUN= or OUT=")
+    shutil.rmtree(run)
+
+
+def train_runs(runs: dict[Path, Config], logs: Path | None = None) -> None:
+    """Train the runs at the same time, one ``a4lib train --out DIR FLAGS`` process each (their
+    output into ``logs``/NAME.log, or the terminal without ``logs``); a BuildError naming those
+    that failed. This is the one place the build trains."""
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for run, cfg in runs.items():
+        cmd = [sys.executable, "-m", "a4lib", "train", "--out", str(run), *cfg.to_argv()]
+        if logs is None:
+            procs.append((run, None, subprocess.Popen(cmd)))
+        else:
+            log = open(logs / f"{run.name}.log", "w", encoding="utf-8")
+            procs.append((run, log, subprocess.Popen([*cmd, "--quiet"], stdout=log, stderr=subprocess.STDOUT)))
+    failed = []
+    for run, log, proc in procs:
+        rc = proc.wait()
+        if log is not None:
+            log.close()
+        if rc != 0 or not (run / "summary.json").is_file():
+            said = Path(log.name).read_text(encoding="utf-8", errors="replace").strip().splitlines() if log else []
+            failed.append(f"{run.name} stopped with exit code {rc}" + (f": {said[-1][:200]}" if said else ""))
+    if failed:
+        raise BuildError("training " + "; ".join(failed))
+
+
+def training(a, corpus, cfg: Config) -> None:
+    from a4lib.rundir import write_provenance
+
+    run = a.run
+    if not a.force and reusable(run, cfg, corpus.sha256):
+        say(f"[3/{STEPS}] training: reusing {rel(run)} ({cfg.n_updates:,} updates)")
+        return
+    clear_run_dir(run)
+    n_seq = (len(corpus.text) - 1) // cfg.seq_length
+    say(f"[3/{STEPS}] training: {cfg.n_updates:,} updates ({cfg.n_updates / max(1, n_seq):.2f} epochs of "
+        f"{n_seq:,} sequences) into {rel(run)}")
+    train_runs({run: cfg}, logs=a.build / "logs" if a.quick else None)
     write_provenance(run, {"made_by": "report/build.py", "command": a.command})
 
 
@@ -303,15 +352,14 @@ def tweet_corpus(a):
     tweets. A given file that is missing or not a tweet corpus is a BuildError.
     """
     from a4lib.corpus import CorpusError, load_corpus
-    from a4lib.studies import DEFAULT_TWEETS
 
     if "tweets" not in a.sections:
         return None, None
     spec = a.tweets
     if spec is None:
-        if not (ROOT / DEFAULT_TWEETS).is_file():
+        if not (ROOT / studies.DEFAULT_TWEETS).is_file():
             return None, None
-        spec = str(DEFAULT_TWEETS)
+        spec = str((ROOT / studies.DEFAULT_TWEETS).resolve())
     elif spec.strip().lower() in ("", "none"):
         return None, None
     try:
@@ -320,7 +368,7 @@ def tweet_corpus(a):
         raise BuildError(f"TWEETS={spec}: {err}") from None
     if not corpus.is_tweets:
         raise BuildError(f"TWEETS={spec}: not a tweet corpus (a JSON list of objects with a \"text\" field)")
-    return spec, corpus
+    return str(Path(spec).resolve()), corpus
 
 
 def study_bench(a, corpus, bench: dict) -> dict:
@@ -337,99 +385,53 @@ def study_bench(a, corpus, bench: dict) -> dict:
     return result
 
 
-def study_run_reusable(run: Path, key: dict) -> bool:
-    """A finished study run made by this build from the same command and corpus."""
-    try:
-        summary = json.loads((run / "summary.json").read_text())
-        prov = json.loads((run / "provenance.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    from a4lib.train import RUN_FORMAT
-
-    return (summary.get("status") == "finished" and summary.get("format") == RUN_FORMAT
-            and prov.get("key") == key and (run / "checkpoint.npz").is_file())
-
-
-def clear_run_dir(run: Path) -> None:
-    """Remove a run directory this build made; a BuildError for one it did not make."""
-    if not run.exists():
-        return
-    prov = run / "provenance.json"
-    made_here = prov.is_file() and json.loads(prov.read_text()).get("made_by") == "report/build.py"
-    if not made_here and any(run.iterdir()):
-        raise BuildError(f"{rel(run)} holds a run the report build did not make: remove it or choose another OUT=")
-    shutil.rmtree(run)
-
-
-def run_group(a, group: list[dict], shas: dict[str, str]) -> None:
+def run_group(a, group: list[studies.StudyRun], shas: dict[str, str]) -> None:
     """Train the runs of one group at the same time (the reusable ones are reused)."""
-    from a4lib.report import write_provenance
+    from a4lib.rundir import write_provenance
 
-    todo = []
-    for spec in group:
-        run = Path(spec["dir"])
-        key = {"args": spec["args"], "corpus_sha256": shas[spec["corpus"]]}
-        if not a.force and study_run_reusable(run, key):
-            say(f"      {spec['name']}: reusing {rel(run)}")
+    todo = {}
+    for r in group:
+        if not a.force and reusable(r.dir, r.config, shas[r.config.corpus]):
+            say(f"      {r.name}: reusing {rel(r.dir)}")
             continue
-        clear_run_dir(run)
-        todo.append((spec, key))
+        clear_run_dir(r.dir)
+        todo[r.dir] = r.config
     if not todo:
         return
-    logs = a.build / "studies"
-    logs.mkdir(parents=True, exist_ok=True)
-    say("      training " + " and ".join(s["name"] for s, _ in todo)
-        + (" at the same time" if len(todo) > 1 else ""))
-    procs = []
-    for spec, key in todo:
-        log = open(logs / f"{spec['name']}.log", "w", encoding="utf-8")
-        cmd = [sys.executable, "-m", "a4lib", "train", "--out", spec["dir"], *spec["args"], "--quiet"]
-        procs.append((spec, key, log, subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)))
-    failed = []
-    for spec, key, log, proc in procs:
-        rc = proc.wait()
-        log.close()
-        run = Path(spec["dir"])
-        if rc != 0 or not (run / "summary.json").is_file():
-            said = (logs / f"{spec['name']}.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
-            failed.append(f"{spec['name']} stopped with exit code {rc}" + (f": {said[-1][:200]}" if said else ""))
-            continue
-        write_provenance(run, {"made_by": "report/build.py", "command": a.command, "key": key})
-    if failed:
-        raise BuildError("the study run " + "; ".join(failed))
+    say("      training " + " and ".join(d.name for d in todo) + (" at the same time" if len(todo) > 1 else ""))
+    train_runs(todo, logs=a.build / "logs")
+    for run in todo:
+        write_provenance(run, {"made_by": "report/build.py", "command": a.command})
 
 
 def studies_step(a, corpus) -> Path | None:
     """Step 4: the benchmarks and training runs of the sections beyond the assignment, and
     BUILD/beyond.json that lists them for the beyond notebook. None when every section is off."""
-    from a4lib import studies
-
     if not a.sections:
         say(f"[4/{STEPS}] studies beyond the assignment: none (switched off)")
         return None
     if corpus.is_tweets and set(a.sections) - {"sampling", "tweets"}:
         raise BuildError(f"CORPUS={a.corpus_spec} is a tweet corpus: the studies beyond the assignment need a plain "
                          f"text (give the tweets with TWEETS=, or leave the studies out with BEYOND=0)")
-    tweets_spec, tweets = a.tweets_spec, a.tweets_corpus
-    plan = studies.plan(a.sections, a.corpus_spec, len(corpus.text), a.studies, studies.QUICK if a.quick else studies.FULL,
-                        tweets=tweets_spec, seed=a.seed)
+    plan = studies.plan(a.sections, a.corpus_spec, len(corpus.text), a.studies,
+                        studies.QUICK if a.quick else studies.FULL, tweets=a.tweets_spec, seed=a.config.seed)
     plan["quick"] = a.quick
     runs = studies.all_runs(plan)
-    n_benches = len((plan.get("batches") or {}).get("benches", []))
-    say(f"[4/{STEPS}] studies beyond the assignment ({', '.join(a.sections)}): {n_benches} benchmarks, "
-        f"{len(runs)} training runs (at most two at a time) into {rel(a.studies)}")
-    if "tweets" in a.sections and tweets is None:
+    benches = (plan.get("batches") or {}).get("benches", [])
+    say(f"[4/{STEPS}] studies beyond the assignment ({', '.join(a.sections)}): {len(benches)} benchmarks, "
+        f"{len(runs)} training runs (at most {studies.AT_ONCE} at a time) into {rel(a.studies)}")
+    if "tweets" in a.sections and a.tweets_corpus is None:
         say("      no tweet corpus: the tweet section says how to give one (TWEETS=path)")
     start = time.perf_counter()
-    for bench in (plan.get("batches") or {}).get("benches", []):
+    for bench in benches:
         bench["result"] = study_bench(a, corpus, bench)
     shas = {a.corpus_spec: corpus.sha256}
-    if tweets is not None:
-        shas[tweets_spec] = tweets.sha256
+    if a.tweets_corpus is not None:
+        shas[a.tweets_spec] = a.tweets_corpus.sha256
     for group in studies.groups(plan):
         run_group(a, group, shas)
     out = a.build / "beyond.json"
-    out.write_text(json.dumps(plan, indent=1) + "\n", encoding="utf-8")
+    out.write_text(json.dumps(studies.to_json(plan), indent=1) + "\n", encoding="utf-8")
     say(f"      studies done in {time.perf_counter() - start:.0f} s -> {rel(out)}")
     return out
 
@@ -450,9 +452,9 @@ def kernel_config():
     """Kernel-manager settings: CurveZMQ keys for the kernel's TCP sockets where jupyter_client
     and zmq support them (else the kernel warns that it runs unencrypted)."""
     from jupyter_client import KernelManager
-    from traitlets.config import Config
+    from traitlets.config import Config as TraitletsConfig
 
-    c = Config()
+    c = TraitletsConfig()
     try:
         import zmq
         if zmq.has("curve") and KernelManager.class_traits().get("transport_encryption") is not None:
@@ -463,34 +465,67 @@ def kernel_config():
 
 
 def papermill_run(notebook: Path, out: Path, params: dict, what: str) -> Path:
-    """Execute ``notebook`` with ``params`` into ``out`` (papermill, this interpreter's kernel)."""
+    """Execute ``notebook`` with ``params`` into ``out`` (papermill, this interpreter's kernel,
+    in notebooks/ as JupyterLab would)."""
     import papermill
 
     try:
         papermill.execute_notebook(str(notebook), str(out), parameters=params, kernel_name="python3",
-                                   cwd=str(ROOT), progress_bar=False, log_output=False, config=kernel_config())
+                                   cwd=str(NOTEBOOKS), progress_bar=False, log_output=False, config=kernel_config())
     except papermill.PapermillExecutionError as err:
         raise BuildError(f"the {what} notebook failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
                          f"(see {rel(out)})") from None
     return out
 
 
-def execute_notebook(a) -> Path:
+def execute_report(a) -> Path:
     out = a.build / "report.ipynb"
     say(f"[5/{STEPS}] the report notebook (papermill) -> {rel(out)}")
-    params = {"run_dir": str(a.run), "gradcheck_json": str(a.build / "gradcheck.json"),
+    params = {"run_dir": str(a.run.resolve()), "gradcheck_json": str(a.build / "gradcheck.json"),
               "bench_json": str(a.build / "bench.json"), "figures_dir": str(a.figures),
-              "passage_length": a.passage_length, "seed": a.seed}
+              "passage_length": a.passage_length, "seed": a.config.seed, "quick": a.quick}
     return papermill_run(NOTEBOOK, out, params, "report")
 
 
+SECTION_HEADING = re.compile(r"^## \d+\. ", re.MULTILINE)
+
+
+def select_sections(source: Path, sections: list[str], out: Path, first: int = FIRST_BEYOND_SECTION) -> Path:
+    """The notebook ``source`` with only the cells of ``sections`` (a cell tagged ``beyond-KEY``
+    belongs to section KEY; untagged cells to every report), its "## N. " headings numbered from
+    ``first`` on; written to ``out``."""
+    import nbformat
+
+    nb = nbformat.read(source, as_version=4)
+    unknown = set(sections) - set(studies.SECTIONS)
+    if unknown:
+        raise BuildError(f"unknown section(s): {', '.join(sorted(unknown))}")
+
+    def keep(cell) -> bool:
+        keys = [t[len("beyond-"):] for t in cell.get("metadata", {}).get("tags", []) if t.startswith("beyond-")]
+        return not keys or any(k in sections for k in keys)
+
+    nb.cells = [c for c in nb.cells if keep(c)]
+    number = first
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        while SECTION_HEADING.search(cell.source):
+            cell.source = SECTION_HEADING.sub(f"## {number}! ", cell.source, count=1)
+            number += 1
+        cell.source = re.sub(r"^## (\d+)! ", r"## \1. ", cell.source, flags=re.MULTILINE)
+    nbformat.write(nb, out)
+    return out
+
+
 def execute_beyond(a, plan_file: Path) -> Path:
-    """The beyond notebook, its sections switched as the build's options say."""
+    """The beyond notebook with the sections the build's options ask for."""
+    source = select_sections(BEYOND_NOTEBOOK, a.sections, a.build / "beyond.source.ipynb")
     out = a.build / "beyond.ipynb"
     say(f"      the beyond notebook (papermill) -> {rel(out)}")
-    params = {"beyond_json": str(plan_file), "run_dir": str(a.run), "figures_dir": str(a.figures), "seed": a.seed,
-              "first_number": 7, **{key: key in a.sections for key in section_keys()}}
-    return papermill_run(BEYOND_NOTEBOOK, out, params, "beyond")
+    params = {"beyond_json": str(plan_file), "run_dir": str(a.run.resolve()), "figures_dir": str(a.figures),
+              "seed": a.config.seed}
+    return papermill_run(source, out, params, "beyond")
 
 
 def merge_notebooks(first: Path, *more: Path, out: Path) -> Path:
@@ -530,12 +565,12 @@ def strip_streams(path: Path, report_to=None) -> list[str]:
 
 def to_html(a, executed: Path) -> Path:
     from nbconvert import HTMLExporter
-    from traitlets.config import Config
+    from traitlets.config import Config as TraitletsConfig
 
     out = a.html_dir / "report.html"
     say(f"[6/{STEPS}] HTML -> {rel(out)}")
     strip_streams(executed, report_to=say)
-    c = Config()
+    c = TraitletsConfig()
     c.TagRemovePreprocessor.enabled = True
     c.TagRemovePreprocessor.remove_cell_tags = {"remove", "parameters", "injected-parameters"}
     c.HTMLExporter.exclude_input = True
@@ -543,7 +578,8 @@ def to_html(a, executed: Path) -> Path:
     c.HTMLExporter.exclude_output_prompt = True
     c.HTMLExporter.extra_template_basedirs = [str(TEMPLATES)]
     c.HTMLExporter.template_name = "a4report"
-    body, _ = HTMLExporter(config=c).from_filename(str(executed), resources={"metadata": {"name": "report"}})
+    title = "DD2424 Assignment 4: report" + (" (quick report)" if a.quick else "")
+    body, _ = HTMLExporter(config=c).from_filename(str(executed), resources={"metadata": {"name": title}})
     a.html_dir.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(".report.html.tmp")
     tmp.write_text(body, encoding="utf-8")
@@ -578,26 +614,25 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         a.chromium = None if a.no_pdf else find_chromium(a.chromium)
-        sys.path.insert(0, str(ROOT))
-        os.chdir(ROOT)
         from a4lib.corpus import CorpusError, load_corpus
 
         try:
-            corpus = load_corpus(a.corpus, a.seq_length)
+            corpus = load_corpus(a.corpus, a.overrides.get("seq_length", 1))
         except CorpusError as err:
             raise BuildError(str(err)) from None
-        a.corpus_spec = a.corpus if a.corpus is not None else corpus.name
+        a.corpus_spec = corpus_spec(a.corpus, corpus)
+        a.config = main_config(a, corpus)
         say(f"corpus {corpus.name}: {len(corpus.text):,} characters, K = {corpus.K}"
             + (" (quick)" if a.quick else ""))
         a.tweets_spec, a.tweets_corpus = tweet_corpus(a)
         for d in (a.build, a.figures, a.html_dir):
             d.mkdir(parents=True, exist_ok=True)
-        checks_ok = gradient_check(a, corpus)
-        benchmark(a, corpus)
-        training(a, corpus)
+        checks_ok = gradient_check(a, corpus, a.config)
+        benchmark(a, corpus, a.config)
+        training(a, corpus, a.config)
         plan_file = studies_step(a, corpus)
         kernel_env()
-        executed = execute_notebook(a)
+        executed = execute_report(a)
         if plan_file is not None:
             beyond = execute_beyond(a, plan_file)
             for path in (executed, beyond):

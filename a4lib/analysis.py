@@ -1,0 +1,485 @@
+"""What the runs measured, as numbers: the notebooks turn them into sentences, tables and figures.
+
+Nothing here words or formats a result. Each function reads a run (``a4lib.rundir.Run``), its
+history or a check's results and returns numbers or a small dataclass: a run's smooth-loss
+summary, the verdict of the gradient check, a held-out run's best and gap, which of several
+runs won and by how much, the share of a passage's words that occur in the corpus, ...
+
+Every loss is in nats. A run's smooth loss is summed over the seq_length characters of an
+update (and averaged over the B streams); its held-out loss (``val_loss``) is already a mean per
+character.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# --- losses and seconds -------------------------------------------------------------------------
+
+def per_char(loss, seq_length: int):
+    """A loss summed over the seq_length characters of an update, per character."""
+    if seq_length < 1:
+        raise ValueError(f"seq_length must be >= 1, got {seq_length}")
+    return np.asarray(loss, dtype=np.float64) / seq_length if np.ndim(loss) else float(loss) / seq_length
+
+
+def bits(nats):
+    """A loss in nats per character as bits per character (None stays None)."""
+    if nats is None:
+        return None
+    return np.asarray(nats, dtype=np.float64) / math.log(2) if np.ndim(nats) else float(nats) / math.log(2)
+
+
+def seconds_at(history: Mapping, updates) -> np.ndarray:
+    """Training seconds when each of ``updates`` had been done (0 for update 0).
+
+    ``history["seconds"][u - 1]`` is the time after update u; a held-out evaluation made after
+    update u is counted in the time of update u + 1 (it is in every later entry).
+    """
+    seconds = np.asarray(history["seconds"], dtype=np.float64)
+    u = np.asarray(updates, dtype=np.int64)
+    if np.any(u < 0) or np.any(u > len(seconds)):
+        raise ValueError(f"updates must be within 0..{len(seconds)}")
+    return np.concatenate([[0.0], seconds])[u]
+
+
+@dataclass
+class HeldOut:
+    """A run's held-out losses (nats per character) by update and by training second."""
+
+    updates: np.ndarray
+    seconds: np.ndarray
+    loss: np.ndarray
+
+    @property
+    def best(self) -> float | None:
+        return float(self.loss.min()) if len(self.loss) else None
+
+    @property
+    def best_index(self) -> int | None:
+        return int(np.argmin(self.loss)) if len(self.loss) else None
+
+    @property
+    def final(self) -> float | None:
+        return float(self.loss[-1]) if len(self.loss) else None
+
+    def first_below(self, level: float) -> float | None:
+        """The training second of the first evaluation below ``level`` (None: never)."""
+        below = np.flatnonzero(self.loss < level)
+        return float(self.seconds[below[0]]) if len(below) else None
+
+
+def held_out(history: Mapping) -> HeldOut:
+    """The held-out losses of a history (``val_update``, ``val_loss``), with their seconds."""
+    u = np.asarray(history.get("val_update", []), dtype=np.int64)
+    loss = np.asarray(history.get("val_loss", []), dtype=np.float64)
+    return HeldOut(updates=u, seconds=seconds_at(history, u) if len(u) else np.zeros(0), loss=loss)
+
+
+def evaluation_share(history: Mapping) -> float | None:
+    """About what share of a run's training seconds went into its held-out evaluations.
+
+    An evaluation made after update u shows as a longer step u + 1 (``seconds[u] - seconds[u - 1]``);
+    its time is that step's excess over the median step. The evaluation after the last update is
+    not in the history. None without evaluations inside the history.
+    """
+    seconds = np.asarray(history.get("seconds", []), dtype=np.float64)
+    u = np.asarray(history.get("val_update", []), dtype=np.int64)
+    u = u[(u >= 1) & (u < len(seconds))]
+    if len(u) == 0 or seconds[-1] <= 0:
+        return None
+    steps = np.diff(np.concatenate([[0.0], seconds]))
+    excess = np.clip(steps[u] - float(np.median(steps)), 0.0, None)  # steps[u] is the step of update u + 1
+    return float(excess.sum() / seconds[-1])
+
+
+def chars_seen(config: Mapping, updates: int) -> int:
+    """Training characters processed (predicted) by ``updates`` updates of a run (at most
+    seq_length per stream and update: chunk and tweet tails are shorter)."""
+    return int(updates) * int(config.get("seq_length", 25)) * int(config.get("batch_size", 1))
+
+
+# --- one training run ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SmoothLoss:
+    """A run's smooth loss (summed over seq_length characters): first, lowest, final."""
+
+    updates: int
+    epochs: float
+    epochs_begun: int  # epochs that began before the last update
+    first: float | None
+    best: float | None
+    best_update: int | None  # the update of the best parameters (by held-out loss when there is one)
+    lowest_update: int | None  # the update of the lowest smooth loss
+    final: float | None
+    seq_length: int
+    chance: float  # seq_length · ln K: the loss of guessing every character uniformly
+
+    @property
+    def best_per_char(self) -> float | None:
+        return None if self.best is None else self.best / self.seq_length
+
+
+def smooth_loss(run) -> SmoothLoss:
+    """The smooth-loss summary of a run (``a4lib.rundir.Run``)."""
+    s, smooth = run.summary, np.asarray(run.history.get("smooth_loss", []), dtype=np.float64)
+    updates = int(s.get("updates", len(smooth)))
+    return SmoothLoss(
+        updates=updates, epochs=float(s.get("epochs") or 0.0),
+        epochs_begun=len([e for e in run.epoch_starts if e < updates]) or 1,
+        first=float(smooth[0]) if len(smooth) else None,
+        best=float(smooth.min()) if len(smooth) else None,
+        best_update=s.get("best_update"),
+        lowest_update=int(np.argmin(smooth)) + 1 if len(smooth) else None,
+        final=float(smooth[-1]) if len(smooth) else None,
+        seq_length=int(run.config.get("seq_length", 25)),
+        chance=int(run.config.get("seq_length", 25)) * math.log(max(1, int(run.corpus.get("K", 1)))))
+
+
+def chosen_samples(samples: Sequence[Mapping], until: int | None = None, every: int | None = None) -> list[Mapping]:
+    """The samples up to update ``until`` whose update is a multiple of ``every`` (None: all)."""
+    return [s for s in samples if (until is None or s["update"] <= until) and (every is None or s["update"] % every == 0)]
+
+
+def pick_stages(samples: Sequence[Mapping], n: int = 3) -> list[Mapping]:
+    """``n`` samples spread over a run: the first, the last, and those nearest to evenly spaced
+    updates in between (each sample once)."""
+    if len(samples) <= n:
+        return list(samples)
+    ordered = sorted(samples, key=lambda s: s["update"])
+    first, last = ordered[0]["update"], ordered[-1]["update"]
+    chosen: list[Mapping] = []
+    for k in range(n):
+        target = first + (last - first) * k / (n - 1)
+        chosen.append(min((s for s in ordered if s not in chosen), key=lambda s: abs(s["update"] - target)))
+    return sorted(chosen, key=lambda s: s["update"])
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One training setting of a run: its value, its default and what it means (from Config)."""
+
+    name: str
+    value: object
+    default: object
+    help: str
+
+    @property
+    def changed(self) -> bool:
+        return self.value != self.default
+
+
+def settings(config: Mapping) -> list[Setting]:
+    """Every Config setting of a run's config.json, in Config's order (the corpus left out: it
+    is named with the data)."""
+    from .config import FIELDS, defaults
+
+    default = defaults()
+    return [Setting(name, config.get(name), default[name], f.metadata["help"]) for name, f in FIELDS.items()
+            if name != "corpus" and name in config]
+
+
+# --- the gradient check -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GradcheckSummary:
+    """What the gradient check (``a4lib gradcheck --json``) was run with and found."""
+
+    ok: bool
+    worst: float  # the largest relative error over every array and every m
+    tol: float
+    h: float
+    seq_length: int
+    corpus: str
+    K: int
+    model: str
+    ms: tuple[int, ...]
+    sigs: tuple[float, ...]
+    floors: tuple[float, ...]
+    seconds: tuple[float, ...]
+
+    @property
+    def raised_sig(self) -> bool:
+        """True when a larger network was checked with sig above the handout's 0.01."""
+        return any(m > 10 and sig != 0.01 for m, sig in zip(self.ms, self.sigs))
+
+
+def gradcheck_summary(results: Sequence[Mapping]) -> GradcheckSummary | None:
+    """The summary of the check results (one per m); None without results."""
+    if not results:
+        return None
+    r0 = results[0]
+    return GradcheckSummary(
+        ok=all(r["ok"] for r in results),
+        worst=max(row["max_rel"] for r in results for row in r["table"].values()),
+        tol=r0["tol"], h=r0["h"], seq_length=r0["seq_length"], corpus=r0["corpus"], K=r0["K"],
+        model=r0.get("model", "rnn"), ms=tuple(r["m"] for r in results), sigs=tuple(r["sig"] for r in results),
+        floors=tuple(r.get("floor", 1e-8) for r in results), seconds=tuple(r["seconds"] for r in results))
+
+
+def gradcheck_rows(result: Mapping) -> list[tuple[str, float, float, float]]:
+    """One check's rows: parameter, max and mean relative error, max absolute error."""
+    return [(name, row["max_rel"], row["mean_rel"], row["max_abs"]) for name, row in result["table"].items()]
+
+
+# --- comparing runs -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Ranking:
+    """Labels ordered by a value, lowest first (a loss: the first is the winner)."""
+
+    order: tuple[tuple[str, float], ...]
+
+    @property
+    def winner(self) -> str:
+        return self.order[0][0]
+
+    @property
+    def best(self) -> float:
+        return self.order[0][1]
+
+    @property
+    def runner_up(self) -> float | None:
+        return self.order[1][1] if len(self.order) > 1 else None
+
+    @property
+    def margin(self) -> float | None:
+        """How much lower the winner is than the second."""
+        return None if self.runner_up is None else self.runner_up - self.best
+
+    @property
+    def margin_share(self) -> float | None:
+        """The margin as a share of the second's value."""
+        return None if self.margin is None or not self.runner_up else self.margin / self.runner_up
+
+
+def rank(values: Mapping[str, float | None]) -> Ranking:
+    """The labels with a value, lowest first (ties keep the given order)."""
+    have = [(label, float(v)) for label, v in values.items() if v is not None]
+    if not have:
+        raise ValueError("nothing to rank: every value is missing")
+    return Ranking(tuple(sorted(have, key=lambda lv: lv[1])))
+
+
+@dataclass(frozen=True)
+class HeldOutRun:
+    """A run with held-out evaluations: its training and held-out losses per character."""
+
+    updates: int
+    seconds: float
+    chars: int
+    train: float  # the final smooth loss per character
+    best: float | None
+    best_update: int | None
+    best_seconds: float | None
+    final: float | None
+    peak: float | None  # the highest held-out loss
+    peak_update: int | None
+    settled_update: int | None  # the first evaluation within 10 % of the final held-out loss
+    eval_share: float | None  # the share of the seconds spent in held-out evaluations
+
+    @property
+    def gap(self) -> float | None:
+        """The final held-out loss minus the final training loss (per character)."""
+        return None if self.final is None else self.final - self.train
+
+    @property
+    def peak_ratio(self) -> float | None:
+        """The highest held-out loss over the best."""
+        return None if self.best is None or self.peak is None else self.peak / self.best
+
+    @property
+    def risen(self) -> bool:
+        """True when the final held-out loss is more than 0.5 % above the best."""
+        return self.final is not None and self.best is not None and self.final > self.best * 1.005
+
+
+def heldout_run(run) -> HeldOutRun:
+    """The held-out summary of a run (``a4lib.rundir.Run``)."""
+    s, c = run.summary, run.config
+    val = held_out(run.history)
+    i = val.best_index
+    peak = int(np.argmax(val.loss)) if len(val.loss) else None
+    settled = None
+    if len(val.loss):
+        within = np.flatnonzero(val.loss < 1.1 * val.final)
+        settled = int(val.updates[within[0]]) if len(within) else None
+    return HeldOutRun(
+        updates=int(s["updates"]), seconds=float(s.get("seconds") or 0.0), chars=chars_seen(c, s["updates"]),
+        train=float(per_char(s["final_smooth_loss"], c["seq_length"])),
+        best=val.best, best_update=int(val.updates[i]) if i is not None else None,
+        best_seconds=float(val.seconds[i]) if i is not None else None, final=val.final,
+        peak=float(val.loss[peak]) if peak is not None else None,
+        peak_update=int(val.updates[peak]) if peak is not None else None,
+        settled_update=settled, eval_share=evaluation_share(run.history))
+
+
+# --- the mini-batch benchmarks ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BatchSpeeds:
+    """Characters per second of the training step for several batch sizes B."""
+
+    first_B: int
+    last_B: int
+    gain: float | None  # characters/s of the last B over the first
+    fastest_B: int
+    fastest_chars_per_s: float
+    fastest_speedup: float
+
+
+def batch_speeds(results: Sequence[Mapping]) -> BatchSpeeds | None:
+    """The summary of ``a4lib bench --json`` results for several B (in the order of B)."""
+    if not results:
+        return None
+    first, last = results[0], results[-1]
+    fastest = max(results, key=lambda r: r["chars_per_s"])
+    return BatchSpeeds(first_B=first["batch_size"], last_B=last["batch_size"],
+                       gain=last["chars_per_s"] / first["chars_per_s"] if first["chars_per_s"] else None,
+                       fastest_B=fastest["batch_size"], fastest_chars_per_s=fastest["chars_per_s"],
+                       fastest_speedup=fastest["speedup"])
+
+
+# --- passages -----------------------------------------------------------------------------------
+
+@dataclass
+class Passage:
+    """Text synthesised from a run's parameters, and where it came from."""
+
+    text: str
+    update: int
+    loss: float | None
+    heldout: bool  # loss is the held-out loss per character (else the smooth loss)
+    which: str
+    length: int
+    temperature: float
+    top_p: float
+    prime: str
+    seed: int
+
+
+def passage(run_dir: str | Path, length: int = 1000, seed: int = 0, temperature: float = 1.0,
+            top_p: float = 1.0, prime: str = "", which: str = "best") -> Passage:
+    """Text synthesised from a run's best (or last) parameters, from the hidden state the run had
+    there, with their update and loss."""
+    from .checkpoint import load_params, load_state
+    from .corpus import Corpus
+    from .models import get_model
+    from .sample import generate
+
+    params, meta = load_params(run_dir, which)
+    vocab = Corpus.from_vocabulary(meta["corpus"]["chars"], meta["corpus"]["name"])
+    text = generate(get_model(meta["config"]["model"]), params, vocab, length, np.random.default_rng(seed),
+                    temperature, top_p, prime, load_state(run_dir, which))
+    if which == "best":
+        update, loss, heldout = meta.get("best_update"), meta.get("best_loss"), meta["config"].get("val_fraction", 0) > 0
+    else:
+        update, loss, heldout = meta.get("updates"), meta.get("smooth_loss"), False
+    return Passage(text=text, update=update, loss=loss, heldout=heldout, which=which, length=length,
+                   temperature=temperature, top_p=top_p, prime=prime, seed=seed)
+
+
+# --- what changes in a passage ------------------------------------------------------------------
+
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+
+
+def words(text: str, min_letters: int = 2) -> list[str]:
+    """The words of a text: runs of letters (an inner apostrophe kept) of at least
+    ``min_letters`` letters, lower case. Single letters are left out by default: nearly every
+    one occurs in any corpus, so they say nothing about whether a text is made of real words."""
+    return [w.lower() for w in _WORD.findall(text) if sum(ch.isalpha() for ch in w) >= min_letters]
+
+
+def vocabulary_of(text: str) -> set[str]:
+    """The distinct words of a text (as ``words``)."""
+    return set(words(text))
+
+
+def word_share(text: str, known: set[str]) -> float | None:
+    """The share (0..1) of a text's words that are in ``known``; None for a text with no word."""
+    ws = words(text)
+    return sum(w in known for w in ws) / len(ws) if ws else None
+
+
+def distinct_chars(text: str) -> int:
+    """The number of different characters in a text."""
+    return len(set(text))
+
+
+def trend(values: Sequence[float | None], tolerance: float = 0.0) -> int:
+    """+1 when the values rise from each to the next (by more than ``tolerance``), -1 when they
+    fall, 0 otherwise (flat, mixed, or a missing value)."""
+    if any(v is None for v in values) or len(values) < 2:
+        return 0
+    steps = np.diff(np.asarray(values, dtype=np.float64))
+    if np.all(steps > tolerance):
+        return 1
+    if np.all(steps < -tolerance):
+        return -1
+    return 0
+
+
+@dataclass
+class SampledPassage:
+    """One passage of the sampling study and what was measured in it."""
+
+    kind: str  # "temperature" or "top_p": the setting that varies
+    value: float
+    passage: Passage
+    n_words: int
+    word_share: float | None
+    distinct_chars: int
+    invented: list[str]  # its words that are not in the corpus, sorted
+
+    @property
+    def temperature(self) -> float:
+        return self.passage.temperature
+
+    @property
+    def top_p(self) -> float:
+        return self.passage.top_p
+
+
+@dataclass
+class SamplingStudy:
+    """Passages at several temperatures (top-p 1) and several top-p (temperature 1), same seed."""
+
+    rows: list[SampledPassage]
+    n_known: int  # distinct words of the corpus
+    length: int
+    seed: int
+
+    def of(self, kind: str) -> list[SampledPassage]:
+        return [r for r in self.rows if r.kind == kind]
+
+    def trends(self, kind: str) -> tuple[int, int]:
+        """The trends (+1 rises, -1 falls, 0 neither) of distinct characters and of the share of
+        corpus words along the values of ``kind``."""
+        rows = self.of(kind)
+        return trend([r.distinct_chars for r in rows]), trend([r.word_share for r in rows])
+
+
+def sampling_study(run_dir: str | Path, corpus: str | None, temperatures=(0.5, 0.8, 1.2), top_ps=(0.5, 0.8, 0.95),
+                   length: int = 300, seed: int = 0) -> SamplingStudy:
+    """Passages from a run's best parameters at each temperature (top-p 1) and each top-p
+    (temperature 1), all with ``seed``, each measured against the words of ``corpus``."""
+    from .corpus import load_corpus
+
+    known = vocabulary_of(load_corpus(corpus).text)
+    rows = []
+    for kind, values in (("temperature", temperatures), ("top_p", top_ps)):
+        for v in values:
+            t, p = (v, 1.0) if kind == "temperature" else (1.0, v)
+            psg = passage(run_dir, length, seed, t, p)
+            ws = words(psg.text)
+            rows.append(SampledPassage(kind=kind, value=v, passage=psg, n_words=len(ws),
+                                       word_share=word_share(psg.text, known), distinct_chars=distinct_chars(psg.text),
+                                       invented=sorted({w for w in ws if w not in known})))
+    return SamplingStudy(rows=rows, n_known=len(known), length=length, seed=seed)

@@ -1,0 +1,192 @@
+"""Showing results in a notebook: a sentence, a table, a figure with its caption, a text sample,
+command lines. Everything is Markdown (or an image), which JupyterLab renders and nbconvert turns
+into the report's HTML; the words themselves are written in the notebooks.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import unicodedata
+from collections.abc import Iterable, Sequence
+from numbers import Integral, Number, Real
+from pathlib import Path
+
+import numpy as np
+from IPython.display import Image, Markdown
+from IPython.display import display as show  # noqa: F401  (display.show: several outputs from one cell)
+
+_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|$~])")
+
+
+# --- text ---------------------------------------------------------------------------------------
+
+def visible(text: str) -> str:
+    """The text with control characters other than newline and tab shown as their symbols
+    (U+2400 + code: ␃ for EOT), so nothing in a sample is silently dropped."""
+    def one(ch: str) -> str:
+        o = ord(ch)
+        if ch in "\n\t":
+            return ch
+        if o < 0x20:
+            return chr(0x2400 + o)
+        return "\u2421" if o == 0x7F else ch
+    return "".join(one(ch) for ch in text)
+
+
+def esc(text) -> str:
+    """Text for Markdown: the characters Markdown (or the math of nbconvert) would read escaped."""
+    return _SPECIAL.sub(r"\\\1", visible(str(text))).replace("\n", " ")
+
+
+def num(x, digits: int = 2) -> str:
+    """A number for a sentence or a table: thousands separated, ``digits`` decimals for
+    non-integers, '—' for None."""
+    if x is None:
+        return "—"
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    if isinstance(x, Integral):
+        return f"{int(x):,}"
+    if isinstance(x, Real):
+        return "nan" if x != x else f"{float(x):,.{digits}f}"
+    return str(x)
+
+
+def pct(x: float | None, digits: int = 0) -> str:
+    """A share 0..1 as a percentage ('—' for None)."""
+    return "—" if x is None else f"{100 * x:.{digits}f} %"
+
+
+def code(text) -> str:
+    """Text in code type (a file name, a setting) for a Markdown sentence."""
+    text = visible(str(text)).replace("\n", " ")
+    fence = "`" * (1 + max((len(m) for m in re.findall(r"`+", text)), default=0))
+    return f"{fence} {text} {fence}" if "`" in text else f"`{text}`"
+
+
+def md(*parts) -> Markdown:
+    """Markdown of the parts (strings or Markdown), one paragraph each; empty parts left out."""
+    return Markdown("\n\n".join(p.data if isinstance(p, Markdown) else str(p) for p in parts if p))
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+def table(rows: Iterable[Sequence], header: Sequence[str], align: str | None = None, digits: int = 2,
+          fmt: Sequence[str | None] | None = None) -> Markdown:
+    """A Markdown table. Cells: numbers (``fmt``'s format for their column, else ``num``), None
+    ('—') or Markdown text. align: 'l' or 'r' per column (default: numbers right, text left)."""
+    rows = [list(r) for r in rows]
+    fmt = list(fmt or [None] * len(header))
+
+    def cell(v, spec) -> str:
+        if v is None or isinstance(v, (Number, np.bool_)):
+            return format(v, spec) if spec and v is not None else num(v, digits)
+        text = v.data if isinstance(v, Markdown) else str(v)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    if align is None:
+        align = "".join("r" if rows and all(isinstance(r[i], Number) or r[i] is None for r in rows) else "l"
+                        for i in range(len(header)))
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    lines += ["| " + " | ".join(cell(v, spec) for v, spec in zip(r, fmt)) + " |" for r in rows]
+    return Markdown("\n".join(lines))
+
+
+def pairs(items: Iterable[tuple[str, object]], header=("", "")) -> Markdown:
+    """A two-column table of names and values (pairs whose value is None left out)."""
+    return table([(k, v) for k, v in items if v is not None], header, align="ll")
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+def figure(fig, path: str | Path | None = None, caption: str | None = None, dpi: int = 150) -> None:
+    """Show a matplotlib figure (saved as PNG to ``path`` when given) and its caption below it."""
+    from .plots import png_bytes
+
+    data = png_bytes(fig, dpi)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    show(Image(data=data, format="png"))
+    if caption:
+        show(Markdown(caption))
+
+
+# --- samples and commands -----------------------------------------------------------------------
+
+def block(text: str, language: str = "text") -> str:
+    """Text as a fenced Markdown block: every character, space and line break kept."""
+    fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", text)), default=0))
+    return f"{fence}{language}\n{visible(text)}\n{fence}"
+
+
+def sample(text: str, head: str | None = None) -> Markdown:
+    """A sample of text under a bold heading."""
+    return md(f"**{esc(head)}**" if head else "", block(text))
+
+
+def sample_heading(sample: dict, epoch: int | None = None) -> str:
+    """'update 10,000 (epoch 1) · smooth loss 55.20' ('before the first update' for update 0)."""
+    u, loss = sample["update"], sample.get("smooth_loss")
+    where = "before the first update" if u == 0 else f"update {u:,}" + (f" (epoch {epoch})" if epoch else "")
+    return f"{where} · smooth loss {num(loss) if loss is not None else '— (no update yet)'}"
+
+
+def print_sample(sample: dict) -> None:
+    """Print one sample with its heading (a training callback: the samples as they come)."""
+    print(f"--- {sample_heading(sample)}\n{visible(sample['text'])}\n", flush=True)
+
+
+def command_text(words: Sequence, root: str | Path | None = None, width: int = 80) -> str:
+    """One command line, quoted for the shell and broken between its options (an option stays on
+    one line with its values; `` \\`` continues the line), so that it wraps between arguments,
+    never inside one, and copies as it is. Paths under ``root`` are written relative to it."""
+    prefix = str(root).rstrip("/") + "/" if root is not None else None
+    words = [str(w)[len(prefix):] if prefix and str(w).startswith(prefix) else str(w) for w in words]
+    groups: list[str] = []
+    for w in words:
+        if w.startswith("--") or not groups:
+            groups.append(shlex.quote(w))
+        else:
+            groups[-1] += " " + shlex.quote(w)
+    lines = [groups[0]]
+    for group in groups[1:]:
+        if len(lines[-1]) + len(group) + 3 <= width - (4 if len(lines) > 1 else 0):
+            lines[-1] += " " + group
+        else:
+            lines.append(group)
+    return " \\\n    ".join(lines)
+
+
+def commands(lines: Iterable[Sequence | str], root: str | Path | None = None) -> Markdown:
+    """Command lines (each a list of words, or a string split as the shell would) in one shell
+    block, a blank line between them."""
+    words = [shlex.split(c) if isinstance(c, str) else c for c in lines]
+    return Markdown(block("\n\n".join(command_text(w, root) for w in words), "bash"))
+
+
+# --- the vocabulary -----------------------------------------------------------------------------
+
+def char_name(ch: str) -> str | None:
+    """A name for a character that does not show itself on paper (None: it does)."""
+    names = {" ": "space", "\n": "newline", "\t": "tab", "\r": "carriage return", "\x03": "end of text (EOT)"}
+    if ch in names:
+        return names[ch]
+    if ch.isspace() or not ch.isprintable() or unicodedata.category(ch) in ("Cf", "Co", "Cn"):
+        return f"U+{ord(ch):04X} {unicodedata.name(ch, '').lower()}".strip()
+    return None
+
+
+def vocabulary(chars: Sequence[str]) -> Markdown:
+    """Every character as itself in code type, invisible ones by name (space, newline, ...),
+    combining marks on a dotted circle."""
+    items = []
+    for ch in chars:
+        name = char_name(ch)
+        if name is not None:
+            items.append(f"*{esc(name)}*")
+        else:
+            shown = "\u25cc" + ch if unicodedata.category(ch).startswith("M") else ch
+            items.append(f"`` {shown} ``" if "`" in shown else f"`{shown}`")
+    return Markdown(" ".join(items))
