@@ -593,12 +593,13 @@ def _lstm_forward_blas(UT, WT, VT, b, x, H, C, G, TC, O):
     return True
 
 
-def _lstm_backward_blas(V, W, x, H_in, C, G, TC, dS, D, DH, dc_next, gW, gb, gU, gUT):
-    """The LSTM's backward pass in one compiled call, writing dW, db, dU (dV and dc are the
-    caller's). dS (T B, K) holds dL/ds_t; D (T, B, 4m) gets dL/da_t. Per step two gemms make
-    dL/dh_t = dL/ds_t V + dL/da_{t+1} W into DH (B, m), then ``_lstm_cell_back``; dW is one gemm
-    over all steps at the end (at B = 16 a gemm of 16 rows per step runs at half the speed)."""
+def _lstm_backward_blas(V, W, x, H_in, H_out, C, G, TC, dS, D, DH, dc_next, gV, gW, gb, gU, gUT):
+    """The LSTM's backward pass in one compiled call, writing dV, dW, db, dU (dc is the softmax's).
+    dS (T B, K) holds dL/ds_t; D (T, B, 4m) gets dL/da_t. Per step two gemms make
+    dL/dh_t = dL/ds_t V + dL/da_{t+1} W into DH (B, m), then ``_lstm_cell_back``; dV and dW are
+    one gemm each over all steps (at B = 16 a gemm of 16 rows per step runs at half the speed)."""
     T, B = x.shape
+    _gemm(True, False, dS, H_out, gV, 0.0)
     gb[:] = 0.0
     gUT[:] = 0.0
     for t in range(T - 1, -1, -1):

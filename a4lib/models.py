@@ -9,8 +9,10 @@
 - ``zero_state(params, batch=None)``: the state a sequence starts from, (S,) or (batch, S).
 
 A backend chooses the implementation: "numpy" (``a4lib.rnn``, ``a4lib.lstm``), "numba"
-(``a4lib.fast``, the vanilla RNN compiled; equal to numpy to rounding), or "auto": numba where it
-is installed and implements the model, numpy otherwise.
+(``a4lib.fast``, ``a4lib.fast_lstm``: the models compiled, equal to numpy to rounding), or
+"auto": numba where it is installed, numpy otherwise. Every implementation computes in the
+parameters' type, float64 or float32 (``init_params`` draws float64; the trainer casts them into
+one vector of ``Config.dtype``), and ``zero_state`` returns that type.
 """
 from __future__ import annotations
 
@@ -26,9 +28,7 @@ def resolve_backend(name: str, backend: str = "auto") -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     if backend == "auto":
-        return "numba" if name == "rnn" and fast.available() else "numpy"
-    if backend == "numba" and name != "rnn":
-        raise ValueError(f"the numba backend implements the rnn only, not {name!r} (use --backend numpy)")
+        return "numba" if fast.available() else "numpy"
     if backend == "numba" and not fast.available():
         raise ValueError("numba is not installed: pip install 'a4lib[fast]', or use --backend numpy")
     return backend
@@ -36,13 +36,11 @@ def resolve_backend(name: str, backend: str = "auto") -> str:
 
 def get_model(name: str, backend: str = "numpy") -> ModuleType:
     """The module implementing model ``name`` on ``backend`` (see ``resolve_backend``)."""
-    if name == "rnn" and resolve_backend(name, backend) == "numba":
-        from . import fast
-        return fast
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r} (choose from {', '.join(MODEL_NAMES)})")
+    compiled = resolve_backend(name, backend) == "numba"
     if name == "rnn":
-        from . import rnn
-        return rnn
-    if name == "lstm":
-        from . import lstm
-        return lstm
-    raise ValueError(f"unknown model {name!r} (choose from {', '.join(MODEL_NAMES)})")
+        from . import fast, rnn
+        return fast if compiled else rnn
+    from . import fast_lstm, lstm
+    return fast_lstm if compiled else lstm

@@ -252,3 +252,113 @@ def test_learns_a_repeating_string():
     _, warm = lstm.loss_and_state(views, ids[:9], ids[1:10], lstm.zero_state(views))
     test_loss = lstm.loss(views, ids[9:99], ids[10:100], warm) / 90
     assert test_loss < 0.05
+
+
+# --- the compiled LSTM (a4lib.fast_lstm) ----------------------------------------------------------
+# Agreement criterion, as in test_fast.py: per array, max |fast - numpy| <= 1e-10 max |numpy| + 1e-12.
+# Both of its paths run: products from compiled code ("native") and through np.dot ("numpy").
+
+COMPILED_SHAPES = [  # (K_in, K_out, m, T, B)
+    (7, 7, 5, 1, None),
+    (6, 9, 5, 25, None),
+    (9, 4, 16, 25, 1),
+    (7, 7, 5, 5, 3),
+    (65, 65, 128, 50, 16),
+]
+
+
+@pytest.fixture(params=["native", "numpy"])
+def compiled(request, monkeypatch):
+    """a4lib.fast_lstm on one of its paths (skipped without numba)."""
+    pytest.importorskip("numba")
+    from a4lib import fast_lstm, kernels
+
+    kernels.build()
+    if request.param == "native" and not kernels.NATIVE_GEMM:
+        pytest.skip("numpy's BLAS has no ILP64 cblas gemm")
+    monkeypatch.setattr(kernels, "NATIVE_GEMM", request.param == "native")
+    return fast_lstm
+
+
+def assert_close(actual, desired, what=""):
+    scale = np.max(np.abs(desired), initial=0.0)
+    np.testing.assert_allclose(actual, desired, rtol=0, atol=1e-10 * scale + 1e-12, err_msg=what)
+
+
+def assert_same(got, expected):
+    (loss, grads, state), (loss_r, grads_r, state_r) = got, expected
+    assert_close(loss, loss_r, "loss")
+    for name in grads_r:
+        assert grads[name].shape == grads_r[name].shape and grads[name].dtype == np.float64
+        assert_close(grads[name], grads_r[name], name)
+    assert state.shape == state_r.shape
+    assert_close(state, state_r, "state")
+
+
+@pytest.mark.parametrize("K_in, K_out, m, T, B", COMPILED_SHAPES)
+def test_compiled_equals_numpy_to_rounding(K_in, K_out, m, T, B, compiled):
+    """Loss, every gradient and the last state; the loss-only pass too."""
+    params, x, y, state0 = lstm_problem(K_in, K_out, m, T, B, seed=m + T, sig=1 / np.sqrt(m))
+    expected = lstm.loss_and_grads(params, x, y, state0)
+    assert_same(compiled.loss_and_grads(params, x, y, state0), copy_result(expected))
+    loss, state = compiled.loss_and_state(params, x, y, state0)
+    assert_close(loss, expected[0])
+    assert_close(state, expected[2])
+    assert_close(compiled.loss(params, x, y, state0), expected[0])
+
+
+def copy_result(result):
+    return result[0], copy(result[1]), result[2].copy()
+
+
+def test_compiled_saturated_gates_and_extreme_logits(compiled):
+    """Gates and cells in saturation (tanh and sigmoid round to their limits) and logits spread
+    over more than 745 (exp underflows to 0): still equal to numpy."""
+    params, x, y, state0 = lstm_problem(10, 12, 20, 8, 2, seed=4, sig=20.0)
+    params["V"] *= 100.0
+    H, C, G, TC = lstm.cell_states(params, x, state0)
+    assert np.mean(np.abs(G) == 1.0) > 0.2
+    assert np.ptp(H[1:] @ params["V"].T, axis=-1).max() > 745
+    assert_same(compiled.loss_and_grads(params, x, y, state0), copy_result(lstm.loss_and_grads(params, x, y, state0)))
+
+
+@pytest.mark.parametrize("B", [None, 3])
+def test_compiled_fills_flat_views_and_unusual_arrays(B, compiled):
+    """grads= views of one flat vector are written in place; a Fortran-order array or one of
+    another type is filled through a copy; nothing returned is overwritten by the next call."""
+    params, x, y, state0 = lstm_problem(6, 8, 7, 9, B)
+    expected = copy_result(lstm.loss_and_grads(params, x, y, state0))
+    flat, views = flatten({k: np.full_like(v, np.nan) for k, v in params.items()})
+    got = compiled.loss_and_grads(params, x, y, state0, views)
+    assert got[1] is views and all(np.shares_memory(views[k], flat) for k in views)
+    assert_same(got, expected)
+    odd = {"W": np.zeros(params["W"].shape[::-1]).T, "c": np.zeros(8, np.float32)}
+    compiled.loss_and_grads(params, x, y, state0, odd)
+    assert_close(odd["W"], expected[1]["W"])
+    np.testing.assert_allclose(odd["c"], expected[1]["c"], rtol=1e-6, atol=1e-7)
+    kept = copy_result(got)
+    compiled.loss_and_grads(params, x[::-1], y, got[2])
+    assert_same(got, kept)
+
+
+def test_compiled_bad_inputs_raise(compiled):
+    params, x, y, state0 = lstm_problem(6, 4, 5, 5, 2, seed=1)
+    with pytest.raises(IndexError):
+        compiled.loss_and_grads(params, np.where(x == x[0, 0], 6, x), y, state0)
+    with pytest.raises(IndexError):
+        compiled.loss_and_state(params, x, np.where(y == y[0, 0], 4, y), state0)
+    with pytest.raises(ValueError):
+        compiled.loss_and_grads(params, x, y[:-1], state0)
+    with pytest.raises(ValueError):
+        compiled.loss_and_grads(params, x, y, state0[:, :5])
+    with pytest.raises(ValueError):
+        compiled.loss_and_grads({**params, "b": params["b"][:-1]}, x, y, state0)
+
+
+def test_auto_backend_runs_the_compiled_lstm():
+    pytest.importorskip("numba")
+    from a4lib import fast_lstm
+    from a4lib.models import resolve_backend
+
+    assert resolve_backend("lstm", "auto") == "numba"
+    assert get_model("lstm", "auto") is fast_lstm and get_model("lstm", "numba") is fast_lstm
