@@ -38,9 +38,11 @@ import os
 import queue
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from . import config as _config
@@ -53,8 +55,6 @@ from .rundir import RunDirError, read_json_or, status, write_provenance
 BUDGET = ("n_epochs", "n_updates", "max_seconds")
 #: the columns of sweep.csv after the name and the grid's settings
 CSV_COLUMNS = ("status", "updates", "best_smooth_loss", "final_smooth_loss", "best_val_loss", "seconds")
-#: the statuses a second call leaves as they are
-DONE = ("finished", "diverged")
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -177,20 +177,12 @@ def train_run(cfg: Config, run_dir: str) -> dict:
     except (ValueError, OSError) as err:  # bad settings or corpus, a run in use, a disk error
         return {"summary": {"status": "failed"}, "error": str(err).splitlines()[0] if str(err) else repr(err)}
     write_provenance(path, {"made_by": "a4lib.sweep"})
-    if summary.get("signal") == "SIGTERM" and _pool_worker:
-        # a broken pool ends its workers with SIGTERM: the trainer has saved the run; end as asked
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
     return {"summary": summary, "error": None}
 
 
-_pool_worker = False  # True in a local pool's worker process
-
-
 def _worker_init(started) -> None:
-    """A local worker ignores Ctrl-C between runs (a trainer catches it during one) and says its pid."""
-    global _pool_worker
-    _pool_worker = True
+    """A local worker ignores Ctrl-C outside its run (its trainer catches it during the run) and
+    says its pid."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     started.put(os.getpid())
 
@@ -201,11 +193,12 @@ Done = Callable[[str, dict], None]
 
 
 def _outcome(future) -> dict:
-    """A finished future's result, or the error that ended it (a killed worker, a bug)."""
+    """A finished future's result; when its worker ended (killed, a broken pool) or the task
+    raised (a bug), ``{"summary": None, "error": message}``."""
     try:
         return future.result()
     except Exception as err:  # noqa: BLE001 - reported in the run's row, the other runs go on
-        return {"summary": {"status": "failed"}, "error": f"{type(err).__name__}: {err}"}
+        return {"summary": None, "error": f"{type(err).__name__}: {err}"}
 
 
 def _context():
@@ -221,24 +214,34 @@ def _context():
 def _run_local(tasks: dict[str, tuple[Config, Path]], workers: int, done: Done) -> None:
     ctx = _context()
     started = ctx.Queue()
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(started,))
+    # one run per worker process: a worker whose trainer caught SIGTERM (sent by the system, or by
+    # the pool when another worker was killed) ends after its run instead of waiting for the next
+    one_run = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(started,), **one_run)
     futures: dict = {}
     reported: set = set()
+    pending: set = set()
     waiting = iter(tasks.items())
+
+    def submit(count: int) -> None:
+        for name, (cfg, path) in itertools.islice(waiting, count):
+            try:
+                future = pool.submit(train_run, cfg, str(path))
+            except BrokenProcessPool as err:  # a worker was killed: the pool takes no more runs
+                done(name, {"summary": None, "error": f"not started: {err}"})
+                continue
+            futures[future] = name
+            pending.add(future)
+
     try:
-        # at most one run per worker is submitted: after Ctrl-C no run starts
-        for name, (cfg, path) in itertools.islice(waiting, workers):
-            futures[pool.submit(train_run, cfg, str(path))] = name
-        pending = set(futures)
+        submit(workers)  # at most one run per worker is submitted: after Ctrl-C no run starts
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
+                pending.discard(future)
                 reported.add(future)
                 done(futures[future], _outcome(future))
-                for name, (cfg, path) in itertools.islice(waiting, 1):
-                    future = pool.submit(train_run, cfg, str(path))
-                    futures[future] = name
-                    pending.add(future)
+                submit(1)
     except KeyboardInterrupt:
         _stop_workers(futures, started)
         for future, name in futures.items():
@@ -297,18 +300,28 @@ def _run_dask(tasks: dict[str, tuple[Config, Path]], scheduler: str, done: Done)
 # --- many runs --------------------------------------------------------------------------------
 
 class _Corpora:
-    """The sha256 of each corpus spec, read once (None where the text is not readable here)."""
+    """Each corpus spec read once: its sha256, or the error reading it raised."""
 
     def __init__(self) -> None:
-        self._sha: dict = {}
+        self._read: dict = {}
+
+    def _get(self, spec: str | None) -> tuple[str | None, ValueError | None]:
+        if spec not in self._read:
+            try:
+                self._read[spec] = load_corpus(spec).sha256, None
+            except ValueError as err:  # CorpusError
+                self._read[spec] = None, err
+        return self._read[spec]
 
     def sha256(self, spec: str | None) -> str | None:
-        if spec not in self._sha:
-            try:
-                self._sha[spec] = load_corpus(spec).sha256
-            except ValueError:
-                self._sha[spec] = None
-        return self._sha[spec]
+        """The text's sha256; None where it cannot be read here."""
+        return self._get(spec)[0]
+
+    def check(self, spec: str | None) -> None:
+        """Raise the error reading the text raised, if any."""
+        error = self._get(spec)[1]
+        if error is not None:
+            raise error
 
 
 def _portable(cfg: Config) -> Config:
@@ -378,6 +391,7 @@ def run_many(runs: Mapping[str, Config], out: str | Path, workers: int | None = 
     corpora = _Corpora()
     tasks: dict[str, tuple[Config, Path]] = {}
     summaries: dict[str, dict] = {}
+    lost: dict[str, str] = {}  # the runs whose worker ended: name -> message
     for name, cfg in runs.items():
         cfg = (_portable(cfg) if scheduler else cfg).validate()
         run_dir = out / check_name(name)
@@ -386,38 +400,57 @@ def run_many(runs: Mapping[str, Config], out: str | Path, workers: int | None = 
         else:
             tasks[name] = cfg, run_dir
     if not scheduler:  # a bad corpus is one line before any worker starts
-        for spec in {cfg.corpus for cfg, _ in tasks.values()}:
-            load_corpus(spec, max(cfg.seq_length for cfg, _ in tasks.values() if cfg.corpus == spec))
+        for cfg, _ in tasks.values():
+            corpora.check(cfg.corpus)
     bar = tqdm(total=len(runs), initial=len(runs) - len(tasks), disable=not progress, file=sys.stderr,
                unit="run", desc="runs", dynamic_ncols=True)
 
     def done(name: str, outcome: dict) -> None:
-        summaries[name] = dict(outcome["summary"])
-        if outcome["error"]:
-            summaries[name]["error"] = outcome["error"]
-        bar.set_postfix_str(f"{name}: {summaries[name].get('status')}", refresh=False)
+        if outcome["summary"] is None:  # its worker ended: read the run once every worker has ended
+            lost[name] = outcome["error"]
+        else:
+            summaries[name] = {**outcome["summary"], **({"error": outcome["error"]} if outcome["error"] else {})}
+        bar.set_postfix_str(f"{name}: {summaries[name]['status'] if name in summaries else 'ended'}", refresh=False)
         bar.update(1)
 
+    stop = _StopOnSigterm()
     try:
-        with _stop_on_sigterm() as stop:
+        with stop:
             if tasks and scheduler:
                 _run_dask(tasks, scheduler, done)
             elif tasks:
                 _run_local(tasks, min(workers or os.cpu_count() or 1, len(tasks)), done)
     except KeyboardInterrupt:
         bar.close()
-        raise SweepInterrupted(_in_order(runs, out, summaries), stop.signal_name) from None
+        raise SweepInterrupted(_in_order(runs, out, summaries, lost), stop.signal_name) from None
     bar.close()
-    return _in_order(runs, out, summaries)
+    return _in_order(runs, out, summaries, lost)
 
 
-def _in_order(runs: Mapping[str, Config], out: Path, summaries: dict[str, dict]) -> dict[str, dict]:
-    """Every run's summary in the order of ``runs``: as the sweep got it, else as on disk."""
-    return {name: summaries.get(name) or read_json_or(out / name / "summary.json", {}) or {"status": "new"}
-            for name in runs}
+def _in_order(runs: Mapping[str, Config], out: Path, summaries: dict[str, dict], lost: dict[str, str]) -> dict[str, dict]:
+    """Every run's summary in the order of ``runs``: as its worker returned it, else as on disk; a
+    run whose worker ended (killed) is as its trainer saved it, or "failed" with the message."""
+    ordered = {}
+    for name in runs:
+        if name in lost:  # its trainer may still be saving (a killed forkserver ends a pool at once)
+            _wait_while_running(out / name)
+        saved = read_json_or(out / name / "summary.json", {}) or {}
+        if name in lost:
+            ordered[name] = saved if saved.get("status") in ("interrupted", "finished", "diverged") else \
+                {"status": "failed", "error": lost[name]}
+        else:
+            ordered[name] = summaries.get(name) or saved or {"status": "new"}
+    return ordered
 
 
-class _stop_on_sigterm:
+def _wait_while_running(run_dir: Path, timeout: float = 120.0) -> None:
+    """Wait until no process trains into ``run_dir`` (at most ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while status(run_dir) == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+class _StopOnSigterm:
     """While a sweep runs, SIGTERM stops it as Ctrl-C does (in the main thread; elsewhere a no-op)."""
 
     def __init__(self) -> None:
@@ -428,7 +461,7 @@ class _stop_on_sigterm:
         self.signal_name = "SIGTERM"
         raise KeyboardInterrupt
 
-    def __enter__(self) -> "_stop_on_sigterm":
+    def __enter__(self) -> "_StopOnSigterm":
         try:
             self._old = signal.signal(signal.SIGTERM, self._handler)
         except ValueError:  # not the main thread
@@ -526,25 +559,37 @@ def ranking(entries: list[dict]) -> tuple[str, list[tuple[dict, float | None]]]:
     return what, sorted(valued, key=lambda ev: (ev[1] is None or not math.isfinite(ev[1]), ev[1] or 0.0))
 
 
-def _fmt(x, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:,.{digits}f}" if isinstance(x, float) else f"{x:,}"
+def ranked_rows(entries: list[dict]) -> tuple[str, list[str], list[list]]:
+    """What the runs are ranked by, the header and one row per run, best first: rank (None when
+    the run has no loss yet), name, status, updates, best and final smooth loss, best held-out
+    loss, seconds (None where the summary has no value)."""
+    what, ranked = ranking(entries)
+    header = ["rank", "name", "status", "updates", "best smooth", "final smooth", "best held-out", "seconds"]
+    rows = [[i if value is not None else None, e["name"], e["summary"].get("status"),
+             *(e["summary"].get(k) for k in ("updates", "best_smooth_loss", "final_smooth_loss", "best_val_loss",
+                                              "seconds"))]
+            for i, (e, value) in enumerate(ranked, start=1)]
+    return what, header, rows
+
+
+def messages(entries: list[dict]) -> list[str]:
+    """``name: message`` for each run that diverged or could not train."""
+    return [f"{e['name']}: {e['summary']['error']}" for e in entries if e["summary"].get("error")]
+
+
+def _text(x, digits: int) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}" if isinstance(x, float) else f"{x:,}" \
+        if isinstance(x, int) else str(x)
 
 
 def format_table(entries: list[dict]) -> str:
-    """The runs ranked, as plain text: rank, name, status, updates, best and final smooth loss,
-    best held-out loss, seconds; then the message of each run that diverged or failed."""
-    what, ranked = ranking(entries)
-    header = ["rank", "name", "status", "updates", "best smooth", "final smooth", "best held-out", "seconds"]
-    rows = [[str(i) if value is not None else "-", e["name"], str(e["summary"].get("status", "-")),
-             _fmt(e["summary"].get("updates")), _fmt(e["summary"].get("best_smooth_loss")),
-             _fmt(e["summary"].get("final_smooth_loss")), _fmt(e["summary"].get("best_val_loss")),
-             _fmt(e["summary"].get("seconds"), 1)]
-            for i, (e, value) in enumerate(ranked, start=1)]
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if c in (1, 2) else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths)))
-             for row in [header, *rows]]
-    errors = [f"{e['name']}: {e['summary']['error']}" for e, _ in ranked if e["summary"].get("error")]
-    return "\n".join([f"ranked by {what}", *(line.rstrip() for line in lines), *errors])
+    """The runs ranked (``ranked_rows``) as plain text, then ``messages``."""
+    what, header, rows = ranked_rows(entries)
+    cells = [header] + [[_text(v, 1 if c == 7 else 3) for c, v in enumerate(row)] for row in rows]
+    widths = [max(len(r[c]) for r in cells) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if c in (1, 2) else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths)))
+             for r in cells]
+    return "\n".join([f"ranked by {what}", *(line.rstrip() for line in lines), *messages(entries)])
 
 
 def figure(entries: list[dict], out: str | Path):
@@ -608,7 +653,9 @@ def command(args: argparse.Namespace) -> int:
     except SweepInterrupted as stop:
         entries = load(args.out)
         print(format_table(entries))
-        print(f"a4lib: sweep stopped by {stop.signal_name}: every run is saved; the same command resumes them",
+        where = ("the runs not started are cancelled, the running ones train on to their end on the cluster"
+                 if args.scheduler else "every run is saved")
+        print(f"a4lib: sweep stopped by {stop.signal_name}: {where}; the same command resumes the sweep",
               file=sys.stderr)
         return 143 if stop.signal_name == "SIGTERM" else 130
     print(format_table(entries))

@@ -2,6 +2,7 @@
 and kill, a real Dask cluster, bad grids, the notebook."""
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import os
@@ -256,24 +257,30 @@ def test_a_dask_cluster_gives_the_same_runs_as_the_local_pool(base, tmp_path):
 def test_the_notebook_is_stored_clean_and_runs(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("papermill")
-    from test_notebooks import notebook_env, outputs_text, parameter_names  # the notebooks' shared helpers
-
     nb = nbformat.read(ROOT / "notebooks" / "sweep.ipynb", as_version=4)
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
-    assert parameter_names(nb) == {"grid", "corpus", "n_updates", "n_epochs", "settings", "out", "workers",
-                                   "scheduler", "progress"}
+    [params] = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    names = {t.id for node in ast.parse(params.source).body if isinstance(node, ast.Assign) for t in node.targets}
+    assert names == {"grid", "corpus", "n_updates", "n_epochs", "settings", "out", "workers", "scheduler", "progress"}
     assert "remove" in nb.cells[1].metadata.get("tags", []) and "before_parameters" in nb.cells[1].source
     out = tmp_path / "sw"
     cmd = [sys.executable, "-m", "papermill", "notebooks/sweep.ipynb", str(tmp_path / "out.ipynb"), "-k", "python3",
            "--no-progress-bar", "-p", "out", str(out), "-p", "n_updates", "100", "-p", "progress", "False",
            "-y", "{grid: {seed: [0, 1]}, settings: {m: 8, seq_length: 10, backend: numpy}}"]
-    r = subprocess.run(cmd, cwd=ROOT, env=notebook_env(), capture_output=True, text=True, timeout=300)
+    # the kernel is this interpreter: its environment's kernelspec first on the path
+    env = {**os.environ, "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter"), "JUPYTER_PLATFORM_DIRS": "1"}
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    text = outputs_text(nbformat.read(tmp_path / "out.ipynb", as_version=4))
+    executed = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    outputs = [o for c in executed.cells for o in c.get("outputs", [])]
+    text = "\n".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     entries = sweep.load(out)
     assert [e["summary"]["status"] for e in entries] == ["finished", "finished"]
-    assert "ranked by best smooth loss" in text and "<img" in text
+    assert "Ranked by the best smooth loss" in text
+    best = min(entries, key=lambda e: e["summary"]["best_smooth_loss"])
+    assert f"| 1 | {best['name']} | finished |" in text
+    assert any("image/png" in o.get("data", {}) for o in outputs)
     # a misspelt setting stops the notebook with one line naming the near one
     cmd[cmd.index("-y") + 1] = "{grid: {seed: [0]}, settings: {etta: 0.1}}"
-    r = subprocess.run(cmd, cwd=ROOT, env=notebook_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "did you mean 'eta'" in r.stderr
