@@ -175,8 +175,8 @@ def test_the_ranking_uses_the_held_out_loss_when_every_run_has_one(base, tmp_pat
 
 # --- Ctrl-C and kill: the CLI in a process group of its own -------------------------------------
 
-LONG = ["--corpus", BUILTIN, "--m", "32", "--seq-length", "25", "--updates", "12000", "--sample-every", "4000",
-        "--checkpoint-every", "1000", "--backend", "numpy"]
+LONG = ["--corpus", BUILTIN, "--m", "32", "--seq-length", "25", "--updates", "6000", "--sample-every", "2000",
+        "--checkpoint-every", "500", "--backend", "numpy"]
 
 
 def start_sweep(out: Path) -> subprocess.Popen:
@@ -222,7 +222,7 @@ def test_ctrl_c_saves_every_run_and_the_same_command_completes_them(tmp_path, un
     assert "every run is saved" in stderr and "Traceback" not in stderr
     stopped = {e["name"]: e["summary"] for e in sweep.load(out)}
     assert {s["status"] for s in stopped.values()} == {"interrupted"}
-    assert all(0 < s["updates"] < 12000 for s in stopped.values())
+    assert all(0 < s["updates"] < 6000 for s in stopped.values())
     assert all(status(out / name) == "interrupted" for name in stopped)
     finish_and_compare(out, uninterrupted)
 
@@ -234,6 +234,31 @@ def test_a_killed_sweep_resumes_to_the_same_runs(tmp_path, uninterrupted):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     assert sorted(status(d) for d in out.iterdir() if d.is_dir()) == ["killed", "killed"]
+    finish_and_compare(out, uninterrupted)
+
+
+def test_sigterm_to_the_group_saves_every_run_and_exits_143(tmp_path):
+    out = tmp_path / "sw"
+    proc = start_sweep(out)
+    wait_for(lambda: len(list(out.glob("*/checkpoint.npz"))) == 2, "both runs to train")
+    os.killpg(proc.pid, signal.SIGTERM)  # as `timeout` or a service manager stops a job
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    stopped = {e["name"]: e["summary"] for e in sweep.load(out)}
+    assert {s["status"] for s in stopped.values()} == {"interrupted"}
+    assert all(status(out / name) == "interrupted" for name in stopped)
+
+
+def test_a_killed_worker_fails_its_run_only_and_the_same_command_completes_it(tmp_path, uninterrupted):
+    out = tmp_path / "sw"
+    proc = start_sweep(out)
+    wait_for(lambda: len(list(out.glob("*/checkpoint.npz"))) == 2, "both runs to checkpoint")
+    os.kill(int((out / "seed=0" / ".lock").read_text()), signal.SIGKILL)  # the pid of the worker training it
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    assert "1 of 2 runs could not train" in stderr and "Traceback" not in stderr
+    stopped = {e["name"]: e["summary"]["status"] for e in sweep.load(out)}
+    assert stopped == {"seed=0": "failed", "seed=1": "interrupted"}  # the pool stops the other run, saved
     finish_and_compare(out, uninterrupted)
 
 
