@@ -1,5 +1,17 @@
 """``a4lib bench``: characters per second of the real training step against ``reference.py`` (the
-handout's one-hot loop), timed in the same process on the same corpus."""
+handout's one-hot loop, float64, one stream), timed in the same process on the same corpus.
+
+The step is ``Trainer.train_step`` (model, clipping and optimizer) plus the walk's advance, with
+the settings given (model, m, seq_length, B, dtype, backend, optimizer). ``--scaling`` makes the
+table of characters/s and GFLOP/s over m in {50, 100, 200, 400} and B in {1, 8, 32, 128} in both
+types, with the fraction of the machine's matrix-product peak, measured here with one large
+product per type (``peak_gflops``). The machine may be shared: ``--repeat N`` times everything N
+times and keeps the best (the scaling table: best of 3 by default).
+
+GFLOP/s count the matrix products only (a multiply-add is 2 FLOP), per character: the RNN
+6 m^2 + 6 K m (forward W h and V h; backward V^T dL/do, dV, W^T dL/da, dW), the LSTM
+24 m^2 + 6 K m (its W has 4m rows). U x_t is a column gather: no FLOP.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,8 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import BACKENDS, Config
+from .config import BACKENDS, DTYPES, MODEL_NAMES, OPTIMIZER_NAMES, Config
 from .train import Trainer
+
+SCALING_M = (50, 100, 200, 400)
+SCALING_B = (1, 8, 32, 128)
+SCALING_SECONDS = 0.25  # timed per figure and repeat in the scaling table
 
 
 class BenchError(ValueError):
@@ -19,63 +35,177 @@ class BenchError(ValueError):
 
 def add_arguments(b: argparse.ArgumentParser) -> None:
     b.add_argument("--corpus", help="the text (default: as for train)")
+    b.add_argument("--model", default="rnn", choices=MODEL_NAMES, help="the network timed (default: rnn)")
     b.add_argument("--m", type=int, default=100, help="hidden units (default: 100)")
     b.add_argument("--seq-length", type=int, default=25, help="characters per sequence (default: 25)")
     b.add_argument("--batch-size", type=int, default=1, help="parallel streams B (default: 1)")
+    b.add_argument("--dtype", default="float64", choices=DTYPES, help="type of the step (default: float64; "
+                                                                      "reference.py is always float64)")
+    b.add_argument("--optimizer", default="adagrad", choices=OPTIMIZER_NAMES, help="(default: adagrad)")
     b.add_argument("--updates", type=int, default=2000, help="updates timed (default: 2000)")
     b.add_argument("--reference-updates", type=int, help="updates of reference.py timed (default: --updates / 4)")
     b.add_argument("--backend", default="auto", choices=BACKENDS, help="(default: auto)")
+    b.add_argument("--repeat", type=int, help="time each figure this many times, keep the best "
+                                              "(default: 1; 3 with --scaling)")
+    b.add_argument("--scaling", action="store_true",
+                   help="the table over m in {50, 100, 200, 400} x B in {1, 8, 32, 128} x both types "
+                        "(--m, --batch-size, --dtype, --updates are then ignored)")
     b.add_argument("--json", action="store_true", help="print one JSON line")
 
-def bench(corpus_spec: str | None, m: int, seq_length: int, batch_size: int, updates: int,
-          reference_updates: int, backend: str = "auto") -> dict:
-    """Updates/s and characters/s of the real training step and of reference.py, same corpus."""
-    from . import reference
 
-    cfg = Config(corpus=corpus_spec, m=m, seq_length=seq_length, batch_size=batch_size, n_updates=updates,
-                 sample_every=0, backend=backend)
+def flop_per_char(model: str, m: int, K: int) -> int:
+    """FLOP of the matrix products of one training step per character (see the module docstring)."""
+    return (24 if model == "lstm" else 6) * m * m + 6 * K * m
+
+
+def peak_gflops(dtype: str, n: int = 1536, repeat: int = 3) -> float:
+    """GFLOP/s of an n x n matrix product in ``dtype`` (numpy's BLAS, best of ``repeat``): the
+    machine's matrix-product peak as the bench sees it."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    c = np.empty((n, n), dtype)
+    np.dot(a, b, out=c)  # warm-up
+    best = min(_seconds(lambda: np.dot(a, b, out=c)) for _ in range(repeat))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _seconds(f) -> float:
+    start = time.perf_counter()
+    f()
+    return time.perf_counter() - start
+
+
+def _trainer(corpus_spec, corpus, model, m, seq_length, batch_size, dtype, backend, optimizer) -> Trainer:
+    cfg = Config(corpus=corpus_spec, model=model, m=m, seq_length=seq_length, batch_size=batch_size, n_updates=1,
+                 sample_every=0, backend=backend, dtype=dtype, optimizer=optimizer)
     cfg.validate()
-    trainer = Trainer(cfg, Path("unused"))  # run() is never called: nothing is written
-    for _ in range(10):  # warm-up (and JIT, where compiled)
-        trainer.train_step()
-        trainer._advance()
-    start = time.perf_counter()
-    for _ in range(updates):
-        trainer.train_step()
-        trainer._advance()
-    fast = updates / (time.perf_counter() - start)
+    return Trainer(cfg, Path("unused"), corpus=corpus)  # run() is never called: nothing is written
 
-    ids = trainer.ids
-    params = {k: v.copy() for k, v in trainer.params.items()}
+
+def _step_rate(trainer: Trainer, updates: int | None, repeat: int) -> tuple[float, int]:
+    """Best updates/s of ``repeat`` timings of ``updates`` steps (None: as many as fill
+    SCALING_SECONDS), after a warm-up (and the JIT, where compiled); and the updates timed."""
+    def steps(n: int) -> None:
+        for _ in range(n):
+            trainer.train_step()
+            trainer._advance()
+
+    steps(10)
+    if updates is None:
+        updates = max(5, int(SCALING_SECONDS / max(_seconds(lambda: steps(5)) / 5, 1e-7)))
+    return max(updates / _seconds(lambda: steps(updates)) for _ in range(repeat)), updates
+
+
+def _reference_rate(ids: np.ndarray, K: int, m: int, seq_length: int, updates: int, repeat: int) -> float:
+    """Best updates/s of reference.py's AdaGrad step (float64, one stream) walking ``ids``."""
+    from . import reference
+    from .rnn import init_params
+
+    params = init_params(K, m, 0.01, np.random.default_rng(0))
     mem = {k: np.zeros_like(v) for k, v in params.items()}
-    h, e = np.zeros(m), 0
-    start = time.perf_counter()
-    for _ in range(reference_updates):
-        if e + seq_length + 1 > len(ids):
-            e, h = 0, np.zeros(m)
-        _, h = reference.adagrad_step(params, mem, ids[e:e + seq_length], ids[e + 1:e + seq_length + 1], h)
-        e += seq_length
-    ref = reference_updates / (time.perf_counter() - start)
+    state = {"h": np.zeros(m), "e": 0}
+
+    def steps() -> None:
+        h, e = state["h"], state["e"]
+        for _ in range(updates):
+            if e + seq_length + 1 > len(ids):
+                e, h = 0, np.zeros(m)
+            _, h = reference.adagrad_step(params, mem, ids[e:e + seq_length], ids[e + 1:e + seq_length + 1], h)
+            e += seq_length
+        state["h"], state["e"] = h, e
+
+    return max(updates / _seconds(steps) for _ in range(repeat))
+
+
+def bench(corpus_spec: str | None, m: int, seq_length: int, batch_size: int, updates: int,
+          reference_updates: int, backend: str = "auto", dtype: str = "float64", model: str = "rnn",
+          optimizer: str = "adagrad", repeat: int = 1) -> dict:
+    """Updates/s and characters/s of the real training step and of reference.py (at the same m and
+    seq_length), same corpus; the best of ``repeat`` timings each."""
+    trainer = _trainer(corpus_spec, None, model, m, seq_length, batch_size, dtype, backend, optimizer)
+    fast, _ = _step_rate(trainer, updates, repeat)
+    K = trainer.corpus.K
+    ref = _reference_rate(trainer.ids, K, m, seq_length, reference_updates, repeat)
+    chars = fast * seq_length * batch_size
     return {
-        "corpus": trainer.corpus.name, "K": trainer.corpus.K, "m": m, "seq_length": seq_length,
-        "batch_size": batch_size, "backend": trainer.backend, "updates": updates, "reference_updates": reference_updates,
+        "corpus": trainer.corpus.name, "K": K, "model": model, "m": m, "seq_length": seq_length,
+        "batch_size": batch_size, "dtype": dtype, "optimizer": optimizer, "backend": trainer.backend,
+        "updates": updates, "reference_updates": reference_updates, "repeat": repeat,
         "updates_per_s": round(fast, 1), "reference_updates_per_s": round(ref, 1),
-        "chars_per_s": round(fast * seq_length * batch_size), "reference_chars_per_s": round(ref * seq_length),
+        "chars_per_s": round(chars), "reference_chars_per_s": round(ref * seq_length),
         "speedup": round(fast * batch_size / ref, 2),
+        "gflop_per_s": round(chars * flop_per_char(model, m, K) / 1e9, 2),
     }
 
 
+def scaling(corpus_spec: str | None, seq_length: int = 25, backend: str = "auto", model: str = "rnn",
+            optimizer: str = "adagrad", repeat: int = 3, ms=SCALING_M, batch_sizes=SCALING_B,
+            dtypes=("float64", "float32"), reference_updates: int = 100, progress=None) -> dict:
+    """The scaling table: per (dtype, m, B) characters/s, GFLOP/s and the fraction of the peak of
+    ``peak_gflops`` in that type; per m the reference's characters/s and the speed-up over it."""
+    from .corpus import load_corpus
+
+    corpus = load_corpus(corpus_spec, seq_length)
+    peaks = {dt: round(peak_gflops(dt, repeat=repeat), 1) for dt in dtypes}
+    refs = {m: _reference_rate(corpus.ids, corpus.K, m, seq_length, reference_updates, repeat) * seq_length
+            for m in ms}
+    rows = []
+    for dt in dtypes:
+        for m in ms:
+            for B in batch_sizes:
+                trainer = _trainer(corpus_spec, corpus, model, m, seq_length, B, dt, backend, optimizer)
+                rate, updates = _step_rate(trainer, None, repeat)
+                chars = rate * seq_length * B
+                gflops = chars * flop_per_char(model, m, corpus.K) / 1e9
+                rows.append({"dtype": dt, "m": m, "batch_size": B, "updates": updates, "chars_per_s": round(chars),
+                             "gflop_per_s": round(gflops, 2), "peak_fraction": round(gflops / peaks[dt], 4),
+                             "speedup": round(chars / refs[m], 2)})
+                if progress:
+                    progress(rows[-1])
+    return {"corpus": corpus.name, "K": corpus.K, "model": model, "seq_length": seq_length, "optimizer": optimizer,
+            "backend": trainer.backend, "repeat": repeat, "peak_gflop_per_s": peaks,
+            "reference_chars_per_s": {str(m): round(r) for m, r in refs.items()}, "rows": rows}
+
+
+def scaling_table(result: dict) -> str:
+    """The scaling result as text: one block per type, m down, B across."""
+    rows = result["rows"]
+    Bs = sorted({r["batch_size"] for r in rows})
+    lines = [f"corpus {result['corpus']} (K={result['K']}), {result['model']}, seq_length={result['seq_length']}, "
+             f"{result['optimizer']}, backend {result['backend']}, one thread, best of {result['repeat']}; "
+             f"kchars/s | GFLOP/s | % of peak | speed-up over reference.py (float64, B = 1)"]
+    for dt, peak in result["peak_gflop_per_s"].items():
+        lines.append(f"{dt}: peak {peak:.1f} GFLOP/s (one {1536}x{1536} product)")
+        lines.append("     m " + "".join(f"{'B = ' + str(B):>30}" for B in Bs))
+        for m in sorted({r["m"] for r in rows}):
+            cells = {r["batch_size"]: r for r in rows if r["dtype"] == dt and r["m"] == m}
+            lines.append(f"{m:6d} " + "".join(
+                f"  {c['chars_per_s'] / 1e3:7.0f} {c['gflop_per_s']:6.1f} {100 * c['peak_fraction']:4.0f}% "
+                f"{c['speedup']:6.1f}x" if (c := cells.get(B)) else f"{'':>30}" for B in Bs))
+    return "\n".join(lines)
+
+
 def command(a) -> int:
+    repeat = a.repeat if a.repeat is not None else (3 if a.scaling else 1)
     ref_updates = a.reference_updates if a.reference_updates is not None else max(1, a.updates // 4)
-    if min(a.m, a.seq_length, a.batch_size, a.updates, ref_updates) < 1:
-        raise BenchError("--m, --seq-length, --batch-size, --updates and --reference-updates must be >= 1")
-    r = bench(a.corpus, a.m, a.seq_length, a.batch_size, a.updates, ref_updates, a.backend)
+    if min(a.m, a.seq_length, a.batch_size, a.updates, ref_updates, repeat) < 1:
+        raise BenchError("--m, --seq-length, --batch-size, --updates, --reference-updates and --repeat must be >= 1")
+    if a.scaling:
+        r = scaling(a.corpus, a.seq_length, a.backend, a.model, a.optimizer, repeat,
+                    reference_updates=a.reference_updates or 100)
+        print(json.dumps(r) if a.json else scaling_table(r))
+        return 0
+    r = bench(a.corpus, a.m, a.seq_length, a.batch_size, a.updates, ref_updates, a.backend, a.dtype, a.model,
+              a.optimizer, repeat)
     if a.json:
         print(json.dumps(r))
     else:
-        print(f"corpus {r['corpus']} (K={r['K']}), m={r['m']}, seq_length={r['seq_length']}, "
-              f"B={r['batch_size']}, backend {r['backend']}, float64, one thread\n"
-              f"  a4lib step     {r['updates_per_s']:10.1f} updates/s {r['chars_per_s']:12d} chars/s\n"
-              f"  reference.py   {r['reference_updates_per_s']:10.1f} updates/s {r['reference_chars_per_s']:12d} chars/s\n"
+        best = f", best of {repeat}" if repeat > 1 else ""
+        print(f"corpus {r['corpus']} (K={r['K']}), {r['model']}, m={r['m']}, seq_length={r['seq_length']}, "
+              f"B={r['batch_size']}, {r['dtype']}, {r['optimizer']}, backend {r['backend']}, one thread{best}\n"
+              f"  a4lib step     {r['updates_per_s']:10.1f} updates/s {r['chars_per_s']:12d} chars/s "
+              f"{r['gflop_per_s']:8.1f} GFLOP/s\n"
+              f"  reference.py   {r['reference_updates_per_s']:10.1f} updates/s {r['reference_chars_per_s']:12d} chars/s"
+              f"   (float64, B = 1, m={r['m']}, seq_length={r['seq_length']})\n"
               f"  speed-up (chars/s) {r['speedup']:.2f}x")
     return 0
