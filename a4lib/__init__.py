@@ -14,6 +14,7 @@ from .corpus import BUILTIN, EOT, Corpus, CorpusError, load_corpus  # noqa: E402
 from .models import get_model  # noqa: E402
 from .sample import generate  # noqa: E402
 from .train import Trainer, TrainingError, evaluate, train  # noqa: E402
+from . import sweep  # noqa: E402  (a4lib.sweep.sweep, a4lib.sweep.run_many)
 
 __all__ = ["BUILTIN", "EOT", "Corpus", "CorpusError", "load_corpus", "get_model", "generate",
            "Config", "ConfigError", "Trainer", "TrainingError", "evaluate", "train"]
