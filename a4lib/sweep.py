@@ -265,11 +265,12 @@ def _stop_workers(futures, started) -> None:
         running = [f for f in futures if not f.done()]
         if not running:
             return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
+        for child in multiprocessing.active_children():  # alive: a pid of an ended worker may be reused
+            if child.pid in pids:
+                try:
+                    os.kill(child.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
         try:
             wait(running, timeout=0.5)
         except KeyboardInterrupt:
