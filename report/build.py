@@ -564,6 +564,7 @@ def strip_streams(path: Path, report_to=None) -> list[str]:
 
 
 def to_html(a, executed: Path) -> Path:
+    import nbformat
     from nbconvert import HTMLExporter
     from traitlets.config import Config as TraitletsConfig
 
@@ -578,8 +579,9 @@ def to_html(a, executed: Path) -> Path:
     c.HTMLExporter.exclude_output_prompt = True
     c.HTMLExporter.extra_template_basedirs = [str(TEMPLATES)]
     c.HTMLExporter.template_name = "a4report"
-    title = "DD2424 Assignment 4: report" + (" (quick report)" if a.quick else "")
-    body, _ = HTMLExporter(config=c).from_filename(str(executed), resources={"metadata": {"name": title}})
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata["title"] = "DD2424 Assignment 4: report" + (" (quick report)" if a.quick else "")
+    body, _ = HTMLExporter(config=c).from_notebook_node(nb, resources={"metadata": {"name": "report"}})
     a.html_dir.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(".report.html.tmp")
     tmp.write_text(body, encoding="utf-8")

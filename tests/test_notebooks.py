@@ -1,15 +1,21 @@
-"""The notebooks: stored clean, one `parameters` cell each, no math, and each runs top to bottom
-under papermill (the command line, as a user types it) on small parameters."""
+"""The notebooks: stored clean, one `parameters` cell each (the train notebook's are Config's
+settings with Config's defaults), the report's words in Markdown, no math; each runs top to
+bottom under papermill as a user types it, from notebooks/ or any folder, and a bad parameter
+stops it with one line."""
 from __future__ import annotations
 
 import ast
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from a4lib.config import defaults
 
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("papermill")
@@ -17,9 +23,11 @@ pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ["beyond.ipynb", "gradient_check.ipynb", "report.ipynb", "synthesize.ipynb", "train.ipynb"]
-HANDOUT_NAMES = {"corpus", "m", "eta", "seq_length", "sig", "n_epochs", "n_updates", "seed", "optimizer",
-                 "sample_every", "sample_length", "run_dir"}
+NAMES = ["beyond.ipynb", "gradient_check.ipynb", "report.ipynb", "sweep.ipynb", "synthesize.ipynb", "train.ipynb"]
+MINE = [n for n in NAMES if n != "sweep.ipynb"]  # sweep.ipynb is tested in test_sweep.py
+REPORT_HEADINGS = ["1. Data", "2. Gradient check", "3. Smooth loss", "4. Text progression",
+                   "5. Passage from the best model", "6. Reproducibility: hyperparameters, timings, versions"]
+TRAIN_EXTRAS = {"run_dir", "resume", "progress"}
 
 # The gradient check uses the first 25 characters: on these its largest relative error (1e-6) is
 # far below the tolerance (1e-4), whatever the machine's round-off.
@@ -31,15 +39,25 @@ def read(name: str):
     return nbformat.read(NOTEBOOKS / name, as_version=4)
 
 
+def tags(cell) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
 def parameters_cell(nb):
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    cells = [c for c in nb.cells if "parameters" in tags(c)]
     assert len(cells) == 1, "exactly one cell tagged 'parameters'"
     return cells[0]
 
 
-def parameter_names(nb) -> set[str]:
+def parameters(nb) -> dict:
+    """The parameters cell's names and their default values."""
     tree = ast.parse(parameters_cell(nb).source)
-    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    return {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
+def markdown_words(nb) -> int:
+    return sum(len(re.findall(r"[A-Za-z][\w'’-]*", c.source)) for c in nb.cells if c.cell_type == "markdown")
 
 
 def notebook_env() -> dict:
@@ -52,11 +70,15 @@ def notebook_env() -> dict:
     return env
 
 
-def papermill(name: str, out: Path, *args: str) -> "nbformat.NotebookNode":
-    """``papermill notebooks/NAME OUT ARGS`` from the project folder; the executed notebook."""
-    cmd = [sys.executable, "-m", "papermill", f"notebooks/{name}", str(out), "-k", "python3",
-           "--no-progress-bar", *args]
-    r = subprocess.run(cmd, cwd=ROOT, env=notebook_env(), capture_output=True, text=True, timeout=300)
+def run_papermill(notebook: Path, out: Path, *args: str, cwd: Path = NOTEBOOKS) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "papermill", str(notebook), str(out), "-k", "python3", "--no-progress-bar", *args]
+    return subprocess.run(cmd, cwd=cwd, env=notebook_env(), capture_output=True, text=True, timeout=300)
+
+
+def papermill(name: str, out: Path, *args: str, cwd: Path = NOTEBOOKS) -> "nbformat.NotebookNode":
+    """``papermill NAME OUT ARGS`` in notebooks/ (or ``cwd``); the executed notebook."""
+    notebook = NOTEBOOKS / name if cwd != NOTEBOOKS else Path(name)
+    r = run_papermill(notebook, out, *args, cwd=cwd)
     assert r.returncode == 0, f"papermill {name} failed:\n{r.stderr[-3000:]}"
     nb = nbformat.read(out, as_version=4)
     for cell in nb.cells:
@@ -66,7 +88,7 @@ def papermill(name: str, out: Path, *args: str) -> "nbformat.NotebookNode":
     return nb
 
 
-def outputs_text(nb, kinds=("text/html", "text/plain")) -> str:
+def outputs_text(nb, kinds=("text/markdown", "text/plain")) -> str:
     """Every stdout stream and every output of the given MIME types, joined."""
     parts = []
     for cell in nb.cells:
@@ -97,24 +119,56 @@ def test_stored_without_outputs_and_valid(name):
     parameters_cell(nb)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_no_math_in_notebooks(name):
-    """The notebooks call a4lib and display; the arithmetic lives in the package."""
-    code = "\n".join(c.source for c in read(name).cells if c.cell_type == "code")
-    for word in ("import numpy", "np.", "math.", "@", "tqdm.auto"):
+@pytest.mark.parametrize("name", MINE)
+def test_no_math_no_chdir_and_parameters_checked(name):
+    """The notebooks call a4lib and display; the arithmetic lives in the package. The names a
+    notebook holds before its parameters are remembered, so that a misspelt one stops it."""
+    nb = read(name)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    for word in ("import numpy", "np.", "math.", "@", "tqdm.auto", "chdir", "enter_project", "<p>", "<div"):
         assert word not in code, f"{name} contains {word!r}"
+    i = nb.cells.index(parameters_cell(nb))
+    assert "notebook.before_parameters()" in nb.cells[i - 1].source and "remove" in tags(nb.cells[i - 1])
+    assert re.match(r"(config = )?notebook\.(parameters|train_config)\(globals\(\)", nb.cells[i + 1].source)
 
 
-def test_train_parameters_have_the_handout_names():
-    assert HANDOUT_NAMES <= parameter_names(read("train.ipynb"))
+def test_the_report_is_written_in_markdown():
+    words = {name: markdown_words(read(name)) for name in MINE}
+    assert words["report.ipynb"] >= 400, words
+    assert sum(words.values()) >= 1200, words
+    report = read("report.ipynb")
+    md = "\n".join(c.source for c in report.cells if c.cell_type == "markdown")
+    for heading in REPORT_HEADINGS:
+        assert re.search(r"^## " + re.escape(heading) + "$", md, re.M), heading
+    questions = [c for c in report.cells if "question" in tags(c)]
+    answers = [c for c in report.cells if "answer" in tags(c)]
+    assert len(questions) == len(answers) >= 4
+    assert all(c.cell_type == "markdown" and c.source.startswith("**Your answer:**") for c in answers)
+    for c in report.cells:  # a heading and its first paragraph stay in one cell
+        if c.cell_type == "markdown" and c.source.lstrip().startswith("#"):
+            assert len(c.source.strip().splitlines()) > 1, c.source
+
+
+def test_beyond_sections_are_tagged_and_numbered_on():
+    beyond = read("beyond.ipynb")
+    headings = [re.match(r"## (\d+)\. ", c.source) for c in beyond.cells if c.cell_type == "markdown"]
+    assert [int(h.group(1)) for h in headings if h] == list(range(7, 13))
+    keys = {t for c in beyond.cells for t in tags(c) if t.startswith("beyond-")}
+    assert keys == {f"beyond-{k}" for k in ("batches", "heldout", "lstm", "sampling", "optimizers", "tweets")}
+
+
+def test_train_parameters_are_configs_settings_with_its_defaults():
+    params = parameters(read("train.ipynb"))
+    assert set(params) == set(defaults()) | TRAIN_EXTRAS
+    assert {name: params[name] for name in defaults()} == defaults()
+    assert (params["run_dir"], params["resume"], params["progress"]) == (None, False, True)
 
 
 def test_other_parameters():
-    assert {"corpus", "ms", "seq_length", "sig", "h", "tol", "seed", "out_json"} <= parameter_names(read("gradient_check.ipynb"))
-    assert {"run_dir", "length", "temperature", "top_p", "prime", "seed"} <= parameter_names(read("synthesize.ipynb"))
-    assert {"run_dir", "gradcheck_json", "bench_json", "figures_dir"} <= parameter_names(read("report.ipynb"))
-    assert {"beyond_json", "run_dir", "figures_dir", "seed", "batches", "heldout", "lstm", "sampling", "optimizers",
-            "tweets"} <= parameter_names(read("beyond.ipynb"))
+    assert {"corpus", "ms", "seq_length", "sig", "h", "tol", "seed", "out_json"} <= set(parameters(read("gradient_check.ipynb")))
+    assert {"run_dir", "length", "temperature", "top_p", "prime", "seed"} <= set(parameters(read("synthesize.ipynb")))
+    assert {"run_dir", "gradcheck_json", "bench_json", "figures_dir", "quick"} <= set(parameters(read("report.ipynb")))
+    assert {"beyond_json", "run_dir", "figures_dir", "seed"} == set(parameters(read("beyond.ipynb")))
 
 
 def test_package_uses_plain_tqdm():
@@ -128,21 +182,25 @@ def test_package_uses_plain_tqdm():
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     d = tmp_path_factory.mktemp("notebooks")
-    (d / "text.txt").write_text(TEXT * 20, encoding="utf-8")
+    (d / "texts").mkdir()
+    (d / "texts" / "text.txt").write_text(TEXT * 20, encoding="utf-8")
     return d
 
 
 @pytest.fixture(scope="module")
 def trained(work):
-    """train.ipynb as the issue runs it (``-p eta 0.05``), small: the run directory and notebook."""
-    run = work / "run"
-    nb = papermill("train.ipynb", work / "train.out.ipynb", "-p", "eta", "0.05", "-p", "corpus", str(work / "text.txt"),
+    """train.ipynb run by papermill in a folder of the user's, with paths relative to it
+    (``-p eta 0.05``, small): the run directory and the notebook."""
+    here = work / "here"
+    here.mkdir()
+    shutil.copy(NOTEBOOKS / "train.ipynb", here / "train.ipynb")
+    nb = papermill("train.ipynb", here / "train.out.ipynb", "-p", "eta", "0.05", "-p", "corpus", "../texts/text.txt",
                    "-p", "m", "16", "-p", "n_updates", "300", "-p", "sample_every", "100", "-p", "sample_length", "60",
-                   "-p", "run_dir", str(run))
-    return run, nb
+                   "-p", "run_dir", "myrun", cwd=here)
+    return here / "myrun", nb
 
 
-def test_train_notebook(trained):
+def test_train_notebook_writes_where_the_user_stands(trained):
     run, nb = trained
     config = json.loads((run / "config.json").read_text())
     assert config["eta"] == 0.05 and config["m"] == 16 and config["n_updates"] == 300
@@ -150,22 +208,47 @@ def test_train_notebook(trained):
     assert summary["status"] == "finished" and summary["updates"] == 300
     text = outputs_text(nb)
     assert "before the first update" in text and "update 300" in text  # the samples as they came
-    assert "data:image/png;base64," in text  # the smooth-loss figure
-    assert "lowest smooth loss" in text
+    assert "image/png" in {k for c in nb.cells for o in c.get("outputs", []) for k in o.get("data", {})}
+    assert f"{summary['best_smooth_loss']:.2f}" in text
 
 
 def test_kernel_is_this_interpreter(trained):
     """The notebook ran in this environment's Python, not some other kernel's."""
     run, _ = trained
     prov = json.loads((run / "provenance.json").read_text())
-    assert Path(prov["python_prefix"]).resolve() == Path(sys.prefix).resolve()
+    assert Path(prov["python_executable"]).parent.resolve() == Path(sys.executable).parent.resolve()
+
+
+def test_train_notebook_from_notebooks_puts_the_run_there(work):
+    """As the issue runs it: from notebooks/, a corpus given relative to it, the run in notebooks/myrun."""
+    run = NOTEBOOKS / "test-run-from-notebooks"
+    shutil.rmtree(run, ignore_errors=True)
+    try:
+        rel_corpus = os.path.relpath(work / "texts" / "text.txt", NOTEBOOKS)
+        papermill("train.ipynb", work / "nb.out.ipynb", "-p", "corpus", rel_corpus, "-p", "run_dir", run.name,
+                  "-p", "n_updates", "30", "-p", "m", "8", "-p", "progress", "False")
+        assert json.loads((run / "summary.json").read_text())["updates"] == 30
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+
+
+@pytest.mark.parametrize("args,said", [
+    (["-p", "etta", "0.1"], ["etta", "'eta'"]),
+    (["-p", "m", "abc"], ["m = 'abc'", "integer"]),
+    (["-p", "eta", "-1"], ["eta = -1", "> 0"]),
+])
+def test_bad_parameters_stop_with_one_line(work, args, said):
+    r = run_papermill(NOTEBOOKS / "train.ipynb", work / "bad.out.ipynb", *args, cwd=work)
+    assert r.returncode != 0
+    last = [ln for ln in r.stderr.splitlines() if ln.strip()][-1]
+    assert last.startswith("ParameterError: ") and all(s in last for s in said), last
+    assert "Traceback" not in r.stderr.split("---")[-1]
 
 
 def test_train_notebook_refuses_to_overwrite_a_run(trained, work):
     run, _ = trained
-    cmd = [sys.executable, "-m", "papermill", "notebooks/train.ipynb", str(work / "again.ipynb"), "-k", "python3",
-           "--no-progress-bar", "-p", "run_dir", str(run), "-p", "n_updates", "10"]
-    r = subprocess.run(cmd, cwd=ROOT, env=notebook_env(), capture_output=True, text=True, timeout=300)
+    r = run_papermill(NOTEBOOKS / "train.ipynb", work / "again.ipynb", "-p", "run_dir", str(run), "-p", "n_updates",
+                      "10", cwd=work)
     assert r.returncode != 0
     assert "already holds a run" in r.stderr + r.stdout
 
@@ -174,29 +257,28 @@ def test_synthesize_notebook(trained, work):
     run, _ = trained
     nb = papermill("synthesize.ipynb", work / "synth.out.ipynb", "-p", "run_dir", str(run), "-p", "length", "300",
                    "-p", "temperature", "0.8", "-p", "top_p", "0.9", "-p", "prime", "Müller", "-p", "seed", "3")
-    html = outputs_text(nb, ("text/html",))
-    assert '<pre class="passage">Müller' in html
-    assert "300 characters from the best parameters" in html
-    assert "temperature 0.8, top-p 0.9" in html
+    text = outputs_text(nb, ("text/markdown",))
+    assert "```text\nMüller" in text
+    assert "300 characters from the best parameters" in text and "temperature 0.8, top-p 0.9" in text
 
 
 def test_gradient_check_notebook(work):
     out_json = work / "gradcheck.json"
-    nb = papermill("gradient_check.ipynb", work / "gc.out.ipynb", "-p", "corpus", str(work / "text.txt"),
+    nb = papermill("gradient_check.ipynb", work / "gc.out.ipynb", "-p", "corpus", str(work / "texts" / "text.txt"),
                    "-y", f"ms: [5]\nout_json: {out_json}")
     results = json.loads(out_json.read_text())
     assert [r["m"] for r in results] == [5] and results[0]["ok"]
-    html = outputs_text(nb, ("text/html",))
-    assert "centred difference" in html and "max relative error" in html and "Verdict" in html
+    text = outputs_text(nb, ("text/markdown",))
+    assert "max relative error" in text and "**Verdict:** passed" in text
     for name in ("U", "W", "V", "b", "c"):
-        assert f"<td class=\"txt\">{name}</td>" in html
+        assert f"\n| {name} | {results[0]['table'][name]['max_rel']:.2e} |" in text
 
 
 def test_report_notebook(trained, work):
     run, _ = trained
     gc = work / "gc-for-report.json"
     gc.write_text(json.dumps([{"model": "rnn", "m": 5, "sig": 0.01, "h": 1e-4, "tol": 1e-4, "seq_length": 25,
-                               "K": 30, "corpus": "text.txt", "seconds": 0.1, "ok": True,
+                               "K": 30, "corpus": "text.txt", "seconds": 0.1, "ok": True, "floor": 2e-5,
                                "table": {k: {"max_rel": 1e-7, "mean_rel": 1e-8, "max_abs": 1e-10}
                                          for k in "UWVbc"}}]))
     figures = work / "figures"
@@ -204,27 +286,9 @@ def test_report_notebook(trained, work):
                    "-p", "bench_json", str(work / "no-bench.json"), "-p", "figures_dir", str(figures),
                    "-p", "passage_length", "200")
     assert (figures / "smooth_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    html = outputs_text(nb, ("text/html",))
-    for heading in ("1. Data", "2. Gradient check", "3. Smooth loss", "4. Text progression",
-                    "5. Passage from the best model", "6. Reproducibility"):
-        assert any(heading in c.source for c in nb.cells if c.cell_type == "markdown"), heading
-    assert "sha256" in html and "before the first update" in html and "200 characters from the best" in html
-    assert "ü" in html and "•" in html  # the vocabulary, as it is
-
-
-def test_beyond_notebook(trained, work):
-    """The beyond notebook with two of its sections on: the sampling study on the trained run and
-    the tweet section without a tweet corpus; the others off (not shown, not numbered)."""
-    run, _ = trained
-    plan = work / "beyond.json"
-    plan.write_text(json.dumps({"corpus": str(work / "text.txt"), "quick": True,
-                                "sampling": {"temperatures": [0.5, 1.0], "top_ps": [0.9], "length": 120, "seed": 0},
-                                "tweets": {"runs": []}}))
-    nb = papermill("beyond.ipynb", work / "beyond.out.ipynb", "-p", "beyond_json", str(plan), "-p", "run_dir", str(run),
-                   "-p", "figures_dir", str(work / "figures"), "-p", "batches", "False", "-p", "heldout", "False",
-                   "-p", "lstm", "False", "-p", "optimizers", "False")
-    html = outputs_text(nb, ("text/html",))
-    assert "<h2>7. Sampling: temperature and top-p</h2>" in html and "<h2>8. Tweets</h2>" in html
-    assert "Mini-batches" not in html and "Held-out" not in html and "Optimizers" not in html
-    assert html.count('<pre class="sample">') == 3 and "corpus words" in html
-    assert "make report TWEETS=" in html
+    text = outputs_text(nb, ("text/markdown",))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["corpus"]["sha256"] in text and "before the first update" in text
+    assert f"200 characters from the parameters of **update {summary['best_update']:,}**" in text
+    assert "ü" in text and "•" in text  # the vocabulary, as it is
+    assert "quick report" not in text  # only the quick build says so

@@ -1,0 +1,207 @@
+"""a4lib.analysis: the numbers the report's sentences are made of, checked on numbers (histories
+written here, and small real runs)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from a4lib import Config, analysis, rundir, train
+from a4lib.config import defaults
+
+
+def fake_run(history: dict, config: dict | None = None, summary: dict | None = None) -> rundir.Run:
+    config = {"seq_length": 25, "batch_size": 1, **(config or {})}
+    return rundir.Run(path=Path("nowhere"), config=config, summary={"corpus": {"K": 50}, **(summary or {})},
+                      samples=[], history=history)
+
+
+# --- losses and seconds -------------------------------------------------------------------------
+
+def test_per_char_divides_the_summed_loss_by_seq_length():
+    assert analysis.per_char(50.0, 25) == 2.0
+    np.testing.assert_allclose(analysis.per_char(np.array([25.0, 100.0]), 50), [0.5, 2.0])
+    with pytest.raises(ValueError):
+        analysis.per_char(1.0, 0)
+
+
+def test_bits_from_nats():
+    assert analysis.bits(math.log(2)) == pytest.approx(1.0)
+    np.testing.assert_allclose(analysis.bits(np.array([0.0, 2 * math.log(2)])), [0.0, 2.0])
+    assert analysis.bits(None) is None
+
+
+def test_seconds_at_maps_updates_to_their_training_time():
+    history = {"seconds": np.array([0.5, 1.0, 1.5, 4.0, 4.5])}  # after updates 1..5
+    np.testing.assert_allclose(analysis.seconds_at(history, [0, 1, 3, 5]), [0.0, 0.5, 1.5, 4.5])
+    with pytest.raises(ValueError):
+        analysis.seconds_at(history, [6])
+
+
+def test_held_out_best_final_seconds_and_first_below():
+    history = {"seconds": np.arange(1, 11) * 0.1, "val_update": np.array([2, 6, 10]),
+               "val_loss": np.array([3.0, 2.0, 2.5])}
+    val = analysis.held_out(history)
+    np.testing.assert_allclose(val.seconds, [0.2, 0.6, 1.0])
+    assert (val.best, val.best_index, val.final) == (2.0, 1, 2.5)
+    assert val.first_below(2.8) == pytest.approx(0.6) and val.first_below(1.0) is None
+    empty = analysis.held_out({"seconds": np.ones(3)})
+    assert empty.best is None and empty.final is None and len(empty.seconds) == 0
+
+
+def test_evaluation_share_is_the_excess_of_the_steps_after_evaluations():
+    steps = np.full(100, 0.01)
+    steps[[20, 40]] += 0.5  # evaluations after updates 20 and 40 lengthen updates 21 and 41
+    history = {"seconds": np.cumsum(steps), "val_update": np.array([20, 40, 100])}
+    assert analysis.evaluation_share(history) == pytest.approx(1.0 / 2.0)
+    assert analysis.evaluation_share({"seconds": np.cumsum(steps), "val_update": np.array([100])}) is None
+
+
+def test_chars_seen():
+    assert analysis.chars_seen({"seq_length": 50, "batch_size": 16}, 10) == 8000
+
+
+# --- one run --------------------------------------------------------------------------------------
+
+def test_smooth_loss_summary():
+    smooth = np.array([100.0, 90.0, 80.0, 85.0])
+    run = fake_run({"smooth_loss": smooth, "epoch_starts": np.array([0, 2, 9])},
+                   summary={"updates": 4, "epochs": 1.5, "best_update": 3})
+    s = analysis.smooth_loss(run)
+    assert (s.first, s.best, s.lowest_update, s.final, s.best_update) == (100.0, 80.0, 3, 85.0, 3)
+    assert s.epochs_begun == 2  # the epoch starting at update 9 never began
+    assert s.best_per_char == pytest.approx(80.0 / 25)
+    assert s.chance == pytest.approx(25 * math.log(50))
+
+
+def test_chosen_samples_and_stages():
+    samples = [{"update": u, "text": str(u)} for u in (0, 500, 1000, 1500, 2000)]
+    assert [s["update"] for s in analysis.chosen_samples(samples, until=1000)] == [0, 500, 1000]
+    assert [s["update"] for s in analysis.chosen_samples(samples, every=1000)] == [0, 1000, 2000]
+    assert [s["update"] for s in analysis.pick_stages(samples, 3)] == [0, 1000, 2000]
+    assert [s["update"] for s in analysis.pick_stages(samples[:2], 3)] == [0, 500]
+    assert [s["update"] for s in analysis.pick_stages(samples, 2)] == [0, 2000]
+
+
+def test_settings_of_a_run_follow_config():
+    config = {**Config(m=50, eta=0.05, n_updates=300).to_dict(), "corpus": "x.txt", "K": 12, "format": 2}
+    rows = analysis.settings(config)
+    names = [s.name for s in rows]
+    assert names == [name for name in defaults() if name != "corpus"]  # Config's order, nothing else
+    changed = {s.name: s.value for s in rows if s.changed}
+    assert changed == {"m": 50, "eta": 0.05, "n_updates": 300, "n_epochs": None}
+    assert all(s.help for s in rows)
+
+
+# --- the gradient check ---------------------------------------------------------------------------
+
+def check_result(m, err, ok, sig=0.01):
+    return {"model": "rnn", "m": m, "sig": sig, "h": 1e-4, "tol": 1e-4, "floor": 2e-5, "seq_length": 25, "K": 3,
+            "corpus": "c", "seconds": 0.1, "ok": ok,
+            "table": {k: {"max_rel": err * (i + 1), "mean_rel": err / 10, "max_abs": 1e-9} for i, k in enumerate("UWVbc")}}
+
+
+def test_gradcheck_summary():
+    s = analysis.gradcheck_summary([check_result(5, 1e-7, True), check_result(100, 2e-7, True, sig=0.1)])
+    assert s.ok and s.worst == pytest.approx(1e-6) and s.ms == (5, 100) and s.sigs == (0.01, 0.1)
+    assert s.raised_sig and s.floors == (2e-5, 2e-5)
+    bad = analysis.gradcheck_summary([check_result(5, 1e-7, True), check_result(5, 1e-2, False)])
+    assert not bad.ok and bad.worst == pytest.approx(5e-2) and not bad.raised_sig
+    assert analysis.gradcheck_summary([]) is None
+    rows = analysis.gradcheck_rows(check_result(5, 1e-7, True))
+    assert [r[0] for r in rows] == list("UWVbc") and rows[1][1] == pytest.approx(2e-7)
+
+
+# --- comparing runs -------------------------------------------------------------------------------
+
+def test_rank_winner_and_margin():
+    r = analysis.rank({"a": 2.5, "b": 2.0, "c": None, "d": 3.0})
+    assert r.order == (("b", 2.0), ("a", 2.5), ("d", 3.0))
+    assert r.winner == "b" and r.margin == pytest.approx(0.5) and r.margin_share == pytest.approx(0.2)
+    alone = analysis.rank({"x": 1.0})
+    assert alone.margin is None and alone.runner_up is None
+    with pytest.raises(ValueError):
+        analysis.rank({"x": None})
+
+
+def test_heldout_run():
+    history = {"seconds": np.arange(1, 101) * 0.5, "smooth_loss": np.linspace(100, 50, 100),
+               "val_update": np.array([20, 40, 60, 80, 100]), "val_loss": np.array([9.0, 4.0, 2.0, 2.2, 2.1])}
+    run = fake_run(history, {"seq_length": 25, "batch_size": 2},
+                   {"updates": 100, "seconds": 50.0, "final_smooth_loss": 50.0})
+    h = analysis.heldout_run(run)
+    assert (h.updates, h.chars, h.train) == (100, 5000, 2.0)
+    assert (h.best, h.best_update, h.best_seconds, h.final) == (2.0, 60, 30.0, 2.1)
+    assert (h.peak, h.peak_update, h.peak_ratio) == (9.0, 20, 4.5)
+    assert h.settled_update == 60  # the first within 10 % of the final 2.1
+    assert h.gap == pytest.approx(0.1) and h.risen  # 2.1 > 2.0 * 1.005
+
+
+def test_batch_speeds():
+    results = [{"batch_size": B, "chars_per_s": c, "speedup": s} for B, c, s in ((1, 100.0, 5.0), (8, 400.0, 20.0),
+                                                                               (32, 300.0, 15.0))]
+    s = analysis.batch_speeds(results)
+    assert (s.first_B, s.last_B, s.gain, s.fastest_B, s.fastest_chars_per_s, s.fastest_speedup) == \
+        (1, 32, 3.0, 8, 400.0, 20.0)
+    assert analysis.batch_speeds([]) is None
+
+
+# --- passages and what changes in them ------------------------------------------------------------
+
+def test_words_and_word_share():
+    text = "The cat's hat, 3 dogs! a I x_y über-café"
+    assert analysis.words(text) == ["the", "cat's", "hat", "dogs", "über", "café"]
+    assert analysis.words("a I", min_letters=1) == ["a", "i"]
+    assert analysis.word_share("the hat and the zzq", {"the", "hat"}) == pytest.approx(3 / 5)
+    assert analysis.word_share("!! 12 ?", {"the"}) is None
+    assert analysis.word_share("Qx Qx", {"the"}) == 0.0
+    assert analysis.vocabulary_of("The the THE cat") == {"the", "cat"}
+    assert analysis.distinct_chars("abca\n") == 4
+
+
+def test_trend():
+    assert analysis.trend([0.2, 0.5, 0.9]) == 1
+    assert analysis.trend([9, 5, 1]) == -1
+    assert analysis.trend([1, 3, 2]) == 0
+    assert analysis.trend([1, 1, 2]) == 0
+    assert analysis.trend([1, None, 2]) == 0
+    assert analysis.trend([1]) == 0
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("analysis")
+    rng = np.random.default_rng(0)
+    text = "".join(rng.choice(["the ", "cat ", "sat ", "on ", "a ", "mat. ", "über ", "dogs ", "ran\n"], size=800))
+    (d / "text.txt").write_text(text, encoding="utf-8")
+    train(Config(corpus=str(d / "text.txt"), m=12, n_updates=150, sample_every=50, sample_length=20,
+                 val_fraction=0.1, val_every=50, backend="numpy"), d / "run", progress=False)
+    return d
+
+
+def test_passage_from_the_best_parameters(small_run):
+    run = rundir.load_run(small_run / "run")
+    p = analysis.passage(small_run / "run", 60, seed=3)
+    assert p.update == run.summary["best_update"] and p.heldout
+    assert p.loss == pytest.approx(run.summary["best_val_loss"])
+    assert len(p.text) == 61 and p.text == analysis.passage(small_run / "run", 60, seed=3).text  # seeded
+    last = analysis.passage(small_run / "run", 20, which="last")
+    assert last.update == 150 and not last.heldout
+
+
+def test_sampling_study_measures_each_passage(small_run):
+    study = analysis.sampling_study(small_run / "run", str(small_run / "text.txt"), (0.5, 1.5), (0.5,), 200, seed=1)
+    assert [(r.temperature, r.top_p) for r in study.rows] == [(0.5, 1.0), (1.5, 1.0), (1.0, 0.5)]
+    known = analysis.vocabulary_of((small_run / "text.txt").read_text(encoding="utf-8"))
+    assert study.n_known == len(known) == 8  # "a" is too short to count
+    for r in study.rows:
+        assert r.word_share == analysis.word_share(r.passage.text, known)
+        assert r.n_words == len(analysis.words(r.passage.text))
+        assert r.distinct_chars == len(set(r.passage.text))
+        assert set(r.invented).isdisjoint(known) and r.invented == sorted(r.invented)
+    rows = study.of("temperature")
+    assert study.trends("temperature") == (analysis.trend([r.distinct_chars for r in rows]),
+                                           analysis.trend([r.word_share for r in rows]))
+    assert study.trends("top_p") == (0, 0)  # one value: no trend
