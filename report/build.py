@@ -8,7 +8,7 @@
 
 1. gradient check   ``a4lib gradcheck --json``          -> BUILD/gradcheck.json
 2. benchmark        ``a4lib bench --json``              -> BUILD/bench.json
-3. training run     ``a4lib train`` (``train_runs``)    -> RUN/ (+ provenance.json)
+3. training run     ``train_runs`` (a4lib.sweep)         -> RUN/ (+ provenance.json)
 4. the studies beyond the assignment (``report/studies.py``): benchmarks for several batch sizes
    and training runs, at most two at a time            -> BUILD/beyond.json, STUDIES/<name>/
 5. notebooks/report.ipynb and notebooks/beyond.ipynb (only the sections asked for, numbered on),
@@ -302,28 +302,23 @@ def clear_run_dir(run: Path) -> None:
     shutil.rmtree(run)
 
 
-def train_runs(runs: dict[Path, Config], logs: Path | None = None) -> None:
-    """Train the runs at the same time, one ``a4lib train --out DIR FLAGS`` process each (their
-    output into ``logs``/NAME.log, or the terminal without ``logs``); a BuildError naming those
-    that failed. This is the one place the build trains."""
-    if logs is not None:
-        logs.mkdir(parents=True, exist_ok=True)
-    procs = []
+def train_runs(runs: dict[Path, Config]) -> None:
+    """Train the runs at the same time, one worker process each, as ``a4lib train`` would
+    (``a4lib.sweep.run_many``); a BuildError naming those that did not finish. This is the one
+    place the build trains."""
+    from a4lib.sweep import run_many
+
+    by_folder: dict[Path, dict[str, Config]] = {}
     for run, cfg in runs.items():
-        cmd = [sys.executable, "-m", "a4lib", "train", "--out", str(run), *cfg.to_argv()]
-        if logs is None:
-            procs.append((run, None, subprocess.Popen(cmd)))
-        else:
-            log = open(logs / f"{run.name}.log", "w", encoding="utf-8")
-            procs.append((run, log, subprocess.Popen([*cmd, "--quiet"], stdout=log, stderr=subprocess.STDOUT)))
+        by_folder.setdefault(run.parent, {})[run.name] = cfg
     failed = []
-    for run, log, proc in procs:
-        rc = proc.wait()
-        if log is not None:
-            log.close()
-        if rc != 0 or not (run / "summary.json").is_file():
-            said = Path(log.name).read_text(encoding="utf-8", errors="replace").strip().splitlines() if log else []
-            failed.append(f"{run.name} stopped with exit code {rc}" + (f": {said[-1][:200]}" if said else ""))
+    for folder, named in by_folder.items():
+        try:
+            summaries = run_many(named, folder, workers=len(named))
+        except (ValueError, OSError) as err:  # a bad setting or corpus (ConfigError, CorpusError), a run in use
+            raise BuildError(str(err)) from None
+        failed += [f"{name} {s.get('status', 'failed')}" + (f": {s['error'][:200]}" if s.get("error") else "")
+                   for name, s in summaries.items() if s.get("status") != "finished"]
     if failed:
         raise BuildError("training " + "; ".join(failed))
 
@@ -339,7 +334,7 @@ def training(a, corpus, cfg: Config) -> None:
     n_seq = (len(corpus.text) - 1) // cfg.seq_length
     say(f"[3/{STEPS}] training: {cfg.n_updates:,} updates ({cfg.n_updates / max(1, n_seq):.2f} epochs of "
         f"{n_seq:,} sequences) into {rel(run)}")
-    train_runs({run: cfg}, logs=a.build / "logs" if a.quick else None)
+    train_runs({run: cfg})
     write_provenance(run, {"made_by": "report/build.py", "command": a.command})
 
 
@@ -399,7 +394,7 @@ def run_group(a, group: list[studies.StudyRun], shas: dict[str, str]) -> None:
     if not todo:
         return
     say("      training " + " and ".join(d.name for d in todo) + (" at the same time" if len(todo) > 1 else ""))
-    train_runs(todo, logs=a.build / "logs")
+    train_runs(todo)
     for run in todo:
         write_provenance(run, {"made_by": "report/build.py", "command": a.command})
 
@@ -646,6 +641,9 @@ def main(argv=None) -> int:
     except BuildError as err:
         say(f"error: {err}")
         return 1
+    except KeyboardInterrupt:
+        say("interrupted: the runs are saved; the next build continues or reuses them")
+        return 130
     say(f"done in {time.perf_counter() - start:.0f} s: {rel(a.html_dir / 'report.html')}"
         + ("" if a.no_pdf else f", {rel(a.html_dir / 'report.pdf')}"))
     if not checks_ok:
