@@ -47,10 +47,14 @@ def _atomic(path: Path, write) -> None:
         raise
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """Bytes to a file, atomically."""
+    _atomic(path, lambda f: f.write(data))
+
+
 def write_json(path: Path, obj) -> None:
     """JSON, UTF-8, indented, atomically."""
-    data = (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
-    _atomic(path, lambda f: f.write(data))
+    write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def read_json(path: Path):

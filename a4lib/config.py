@@ -141,7 +141,7 @@ class Config:
 FIELDS = {f.name: f for f in fields(Config)}
 
 
-def _types(name: str) -> tuple[type, bool]:
+def value_type(name: str) -> tuple[type, bool]:
     """The base type of a setting (int, float or str) and whether None is allowed."""
     annotation = str(FIELDS[name].type)
     base = int if annotation.startswith("int") else float if annotation.startswith("float") else str
@@ -154,7 +154,7 @@ def flag_of(name: str) -> str:
 
 def allowed_text(name: str) -> str:
     meta = FIELDS[name].metadata
-    base, optional = _types(name)
+    base, optional = value_type(name)
     what = (" | ".join(meta["choices"]) if meta["choices"] else
             {int: "an integer", float: "a number", str: "a string"}[base] + (f" {meta['allowed']}" if meta["allowed"] else ""))
     return what + (" (or None)" if optional else "")
@@ -164,7 +164,7 @@ def check_value(name: str, value: Any) -> Any:
     """``value`` when it is allowed for setting ``name``; a ConfigError naming both otherwise."""
     if name not in FIELDS:
         raise ConfigError(f"unknown setting {name!r}{near(name, FIELDS)}")
-    base, optional = _types(name)
+    base, optional = value_type(name)
     meta = FIELDS[name].metadata
     if value is None:
         if optional:
@@ -205,7 +205,7 @@ def add_arguments(parser: argparse.ArgumentParser, exclude=()) -> None:
     for f in fields(Config):
         if f.name in exclude:
             continue
-        base, optional = _types(f.name)
+        base, optional = value_type(f.name)
         meta = f.metadata
         default = "none" if f.default is None else f.default
         target = stop if f.name in ("n_epochs", "n_updates") else parser
@@ -216,7 +216,7 @@ def add_arguments(parser: argparse.ArgumentParser, exclude=()) -> None:
 
 def _parse(name: str, base: type):
     def convert(text: str):
-        if text.strip().lower() == "none" and _types(name)[1]:
+        if text.strip().lower() == "none" and value_type(name)[1]:
             return None
         try:
             return check_value(name, base(text))

@@ -46,7 +46,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from . import config as _config
-from .checkpoint import CHECKPOINT, _atomic, write_json
+from .checkpoint import CHECKPOINT, write_bytes, write_json
 from .config import FIELDS, Config, ConfigError, check_value, flag_of, near
 from .corpus import BUILTIN, load_corpus
 from .rundir import RunDirError, read_json_or, status, write_provenance
@@ -82,7 +82,7 @@ def setting_name(word: str) -> str:
 
 def parse_value(name: str, text: str):
     """A grid value from the command line, parsed with the setting's type and checked."""
-    base, optional = _config._types(name)
+    base, optional = _config.value_type(name)
     if optional and text.strip().lower() == "none":
         return None
     try:
@@ -121,7 +121,7 @@ def check_grid(grid: Mapping[str, Sequence]) -> dict[str, list]:
         name = setting_name(word)
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise ConfigError(f"the grid's {name} needs a non-empty list of values, not {values!r}")
-        floats = _config._types(name)[0] is float
+        floats = _config.value_type(name)[0] is float
         values = [float(v) if floats and isinstance(v, int) and not isinstance(v, bool) else v for v in values]
         for v in values:
             check_value(name, v)
@@ -512,13 +512,13 @@ def write_results(out: Path, entries: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "sweep.json", entries)
     data = csv_text(entries).encode("utf-8")
-    _atomic(out / "sweep.csv", lambda f: f.write(data))
+    write_bytes(out / "sweep.csv", data)
     fig = figure(entries, out)
     if fig is not None:
         from .plots import png_bytes
 
         png = png_bytes(fig)
-        _atomic(out / "sweep.png", lambda f: f.write(png))
+        write_bytes(out / "sweep.png", png)
 
 
 def csv_text(entries: list[dict]) -> str:

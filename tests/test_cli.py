@@ -218,8 +218,6 @@ def bad_cases(base: Path, run: Path):
         "gradcheck: m < 1": (["gradcheck", "--corpus", ok, "--m", "0", "--seq-length", "5"], "--m"),
         "bench: m < 1": (["bench", "--corpus", ok, "--m", "0"], "--m"),
         "unknown backend": (["train", "--corpus", ok, "--out", new, "--backend", "cuda"], "cuda"),
-        "numba backend for the lstm": (["train", "--corpus", ok, "--out", new, "--model", "lstm",
-                                        "--backend", "numba"], "rnn only"),
         "bench: unknown backend": (["bench", "--corpus", ok, "--backend", "cuda"], "cuda"),
         "generate: corrupt checkpoint": (["generate", base / "corrupt"], "checkpoint"),
         "generate: temperature nan": (["generate", run, "--temperature", "nan"], "temperature"),
@@ -234,7 +232,7 @@ BAD = [
     "resume without checkpoint", "resume, no directory", "generate: no run directory",
     "generate: no checkpoint", "generate: negative length", "generate: negative temperature",
     "generate: top-p 0", "generate: unknown prime", "gradcheck: missing corpus", "gradcheck: m < 1",
-    "bench: m < 1", "unknown backend", "numba backend for the lstm", "bench: unknown backend",
+    "bench: m < 1", "unknown backend", "bench: unknown backend",
     "generate: corrupt checkpoint", "generate: temperature nan", "batch size too large",
 ]
 
