@@ -7,11 +7,14 @@ A notebook uses it in three cells::
     m = 100 ...                                                  # the cell tagged "parameters"
     config = notebook.train_config(globals(), extra={"run_dir": (str, None), "resume": bool})
 
-``before_parameters`` remembers the names the kernel holds; every name defined after it (by the
-parameters cell and by papermill's injected cell) must be a parameter of the notebook.
+``before_parameters`` remembers the names the kernel holds. A name defined after it by the cells
+that ran just before the check and only assign constants (the parameters cell and papermill's
+injected cell) must be a parameter of the notebook; names that later cells define (when a
+JupyterLab user runs the parameters again) are not parameters and are left alone.
 """
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Any
@@ -36,11 +39,54 @@ def before_parameters(namespace: Mapping[str, Any] | None = None) -> None:
     _before = set(namespace)
 
 
-def check_names(namespace: Mapping[str, Any], valid: Iterable[str]) -> None:
-    """A ParameterError for a name defined since ``before_parameters`` that is not in ``valid``."""
+def _constant_assignments(source: str) -> set[str] | None:
+    """The names a cell assigns when all it does is assign constants (a parameters cell); None otherwise."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    names = set()
+    for stmt in tree.body:
+        if not (isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets)):
+            return None
+        try:
+            ast.literal_eval(stmt.value)
+        except ValueError:
+            return None
+        names |= {t.id for t in stmt.targets}
+    return names
+
+
+def parameter_cell_names(history: list[str] | None = None) -> set[str] | None:
+    """The names assigned by the cells that ran just before the last one of ``history`` (default:
+    IPython's ``In``) and only assign constants (the parameters cell, papermill's injected cell);
+    None outside IPython."""
+    if history is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return None
+        ip = get_ipython()
+        if ip is None:
+            return None
+        history = ip.user_ns.get("In", [])
+    names: set[str] = set()
+    for source in reversed(history[:-1]):
+        assigned = _constant_assignments(source)
+        if assigned is None:
+            break
+        names |= assigned
+    return names
+
+
+def check_names(namespace: Mapping[str, Any], valid: Iterable[str], assigned: set[str] | None = None) -> None:
+    """A ParameterError for a name defined since ``before_parameters`` by the parameter cells
+    (``assigned``, default ``parameter_cell_names()``; outside IPython every new name) that is not
+    in ``valid``."""
     valid = set(valid)
+    assigned = parameter_cell_names() if assigned is None else assigned
     for name in namespace:
-        if name in _before or name in valid or name.startswith("_"):
+        if name in _before or name in valid or name.startswith("_") or (assigned is not None and name not in assigned):
             continue
         raise ParameterError(f"unknown parameter {name!r}{near(name, valid)}; the parameters are: "
                              + ", ".join(sorted(valid)))

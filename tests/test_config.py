@@ -128,3 +128,18 @@ def test_notebook_parameters_spec():
     ns["temperature"] = "hot"
     with pytest.raises(notebook.ParameterError, match="temperature"):
         notebook.parameters(ns, {"length": int, "temperature": (int, float)})
+
+
+def test_only_names_of_the_parameter_cells_are_checked():
+    """Names that later cells defined (a JupyterLab user re-running the parameters) are not parameters;
+    a misspelt name in a constants-only cell (papermill's injected cell) is."""
+    history = ["from a4lib import notebook; notebook.before_parameters()", "m = 100\neta = 0.1",
+               "from pathlib import Path\nrun = load(Path('x'))", "m = 100\neta = 0.1", "# Parameters\netta = 0.05\n",
+               "config = notebook.train_config(globals())"]
+    assigned = notebook.parameter_cell_names(history)
+    assert assigned == {"m", "eta", "etta"}
+    assert notebook.parameter_cell_names(history[:4]) == set()  # the cell before the last is not constants
+    ns = namespace_after({"m": 100, "eta": 0.1, "Path": object, "run": 1})
+    notebook.check_names(ns, {"m", "eta"}, assigned={"m", "eta"})
+    with pytest.raises(notebook.ParameterError, match="etta"):
+        notebook.check_names({**ns, "etta": 0.05}, {"m", "eta"}, assigned=assigned)
