@@ -12,12 +12,11 @@ are in ``a4lib.kernels``. What changes from ``a4lib.rnn`` is where the time goes
   (``kernels.NATIVE_GEMM``) the whole call, output layer and dV, dW products included, is one
   compiled call (``_rnn_loops``). The last backward step skips W^T dL/da_0, which only feeds h0.
 * For more streams every product is a BLAS gemm, called from compiled code, so the forward pass
-  is one compiled call and the backward pass another, with no Python per step. Products are per
-  step, 32-row products running faster in OpenBLAS than one over all T B rows: forward W h_{t-1},
-  then V h_t; backward [dL/do_t, dL/da_{t+1}] [V; W] as one product (up to ``FOLD_MAX_STREAMS``
-  streams, else two), then dV and dW accumulated. db and dU are gathered in the same pass.
-  Without native gemm, a Python loop per step (np.dot, then one compiled call) and single
-  products over all steps for V h, dV, V^T dL/do and dW: ~15 % slower at B = 32.
+  is one compiled call and the backward pass another, with no Python per step. Only the
+  recurrences are products per step (W h_{t-1}; W^T dL/da_{t+1}); V h, V^T dL/do, dV and dW are
+  one product each over all T B rows. db and dU are gathered in the pass that makes dL/da_t.
+  Without native gemm, a Python loop per step (np.dot, then one compiled call): ~15 % slower at
+  B = 32.
 
 Results agree with ``a4lib.rnn`` to rounding (about 1e-15 relative in float64; only the order of
 the sums differs). numba is imported lazily, on the first call; importing this module never needs
@@ -40,10 +39,6 @@ NAMES = ("U", "W", "V", "b", "c")
 # loops. Measured at m = 100, T = 25, K = 80 on a 2-core Xeon (Sapphire Rapids; OpenBLAS, one
 # thread), whole call, loops vs BLAS: B = 1 225 vs 384 us, B = 4 639 vs 615, B = 8 1315 vs 1099.
 BLAS_MIN_STREAMS = 5
-# Up to this many streams the compiled BLAS path's backward step is one product [dL/do_t,
-# dL/da_{t+1}] [V; W] rather than two. OpenBLAS, one thread, K = 65, m = 100 (2-core EPYC Zen 4):
-# B = 32 one 18.8 us vs two 20.1; B = 48 29.9 vs 28.9; B = 64 48.5 vs 39.6; B = 128 98 vs 91.
-FOLD_MAX_STREAMS = 40
 
 
 class _Plan:
@@ -65,9 +60,6 @@ class _Plan:
         self.blas = B >= BLAS_MIN_STREAMS
         if self.blas:
             self.UT = empty(K_in, m)
-            self.G = empty(T * B, K_out + m)  # [dL/do_t, dL/da_{t+1}] in row block t
-            self.VW = empty(K_out + m, m)  # [V; W]
-            self.VT = empty(m, K_out)
 
 
 _plans: dict[tuple, _Plan] = {}
@@ -160,9 +152,8 @@ def _forward_loss(P, x, y, h0, want_grad: bool, gc: np.ndarray | None) -> tuple[
     elif k.NATIVE_GEMM:
         k._transpose(U, pl.UT)
         k._transpose(W, pl.WT)  # h W^T with W^T contiguous: ~30 % faster in OpenBLAS than a transposed view
-        k._transpose(V, pl.VT)
         H[0] = h0
-        if not k._rnn_forward_blas(pl.UT, pl.WT, pl.VT, b, x, H, pl.O):
+        if not k._rnn_forward_blas(pl.UT, pl.WT, V, b, x, H, pl.H_out, pl.O):
             raise IndexError(f"x has indices outside [0, {K_in})")
     else:
         if not k._check_indices(x, K_in):
@@ -176,10 +167,7 @@ def _forward_loss(P, x, y, h0, want_grad: bool, gc: np.ndarray | None) -> tuple[
             k._rnn_forward_step(pl.UT, b, x[t], h)
     if B < BLAS_MIN_STREAMS or not k.NATIVE_GEMM:
         np.dot(pl.H_out, V.T, out=pl.O)
-        dO = pl.O
-    else:
-        dO = pl.G
-    loss = k._softmax_loss(pl.O, c, y.reshape(-1), B, want_grad, pl.gc if gc is None else gc, dO)
+    loss = k._softmax_loss(pl.O, c, y.reshape(-1), B, want_grad, pl.gc if gc is None else gc, pl.O)
     if loss < 0:
         raise IndexError(f"y has indices outside [0, {K})")
     return float(loss), pl
@@ -227,11 +215,8 @@ def loss_and_grads(params: Params, x, y, h0, grads: Params | None = None) -> tup
     else:
         loss, pl = _forward_loss(P, x, y, h0, True, out["c"])
         if B >= BLAS_MIN_STREAMS and k.NATIVE_GEMM:
-            K = V.shape[0]
-            pl.VW[:K] = V
-            pl.VW[K:] = W
-            k._rnn_backward_blas(pl.VW, x, pl.H, pl.G, pl.D, out["V"], out["W"], out["b"], out["U"], pl.gUT,
-                                 B <= FOLD_MAX_STREAMS)
+            k._rnn_backward_blas(V, W, x, pl.H, pl.H_out, pl.H_in, pl.O, pl.D, out["V"], out["W"], out["b"],
+                                 out["U"], pl.gUT)
         else:
             dO = pl.O
             np.dot(dO.T, pl.H_out, out=out["V"])

@@ -5,12 +5,11 @@ scale, max |fast - ref| <= 1e-10 max |ref| + 1e-12 elementwise (the 1e-12 floor 
 all-zero arrays). Entrywise relative agreement is not asked for: back-propagated through 25
 steps, a 1e-16 difference in the order of a sum can reach 1e-11 relative in a small entry. All of
 fast's code paths are run on every shape, chosen by forcing ``fast.BLAS_MIN_STREAMS``,
-``kernels.NATIVE_GEMM`` and ``fast.FOLD_MAX_STREAMS``: the all-steps compiled loops with the
-output layer's products from compiled code ("loops") or from numpy ("loops-numpy"); the BLAS
-product per step from compiled code calling numpy's dgemm directly, the backward step one
-product ("blas") or two ("blas-2"); the BLAS product per step through np.dot from a Python loop
-("blas-numpy", the fallback when numpy's BLAS has no ILP64 cblas_dgemm). float32 is tested
-in test_dtype.py.
+and ``kernels.NATIVE_GEMM``: the all-steps compiled loops with the output layer's products from
+compiled code ("loops") or from numpy ("loops-numpy"); the BLAS product per step from compiled
+code calling numpy's dgemm directly ("blas"); the BLAS product per step through np.dot from a
+Python loop ("blas-numpy", the fallback when numpy's BLAS has no ILP64 cblas_dgemm). float32 is
+tested in test_dtype.py.
 """
 from __future__ import annotations
 
@@ -61,14 +60,13 @@ def assert_same(result, expected, what=""):
     assert_close(h, h_r, f"{what} h_last")
 
 
-@pytest.fixture(params=["loops", "loops-numpy", "blas", "blas-2", "blas-numpy"])
+@pytest.fixture(params=["loops", "loops-numpy", "blas", "blas-numpy"])
 def path(request, monkeypatch):
     kernels.build()  # sets NATIVE_GEMM; monkeypatch restores it afterwards
     monkeypatch.setattr(fast, "BLAS_MIN_STREAMS", 10**9 if request.param.startswith("loops") else 1)
     if not request.param.endswith("numpy") and not kernels.NATIVE_GEMM:
         pytest.skip("numpy's BLAS has no ILP64 cblas_dgemm")
     monkeypatch.setattr(kernels, "NATIVE_GEMM", not request.param.endswith("numpy"))
-    monkeypatch.setattr(fast, "FOLD_MAX_STREAMS", 0 if request.param == "blas-2" else 10**9)
     return request.param
 
 
