@@ -4,8 +4,10 @@
 #   make report                  the full assignment run -> report/report.html, report/report.pdf
 #   make report QUICK=1          a small run (about a minute), same sections -> report/quick/
 #                                (never replaces report/report.pdf, the submission)
-#   make report CORPUS=path ETA=0.05 M=100 SEQ_LENGTH=25 SIG=0.01 SEED=0 N_UPDATES=... N_EPOCHS=2
+#   make report CORPUS=path ETA=0.05 M=100 SEQ_LENGTH=25 SIG=0.01 SEED=0 N_UPDATES=... N_EPOCHS=5
 #   make report TRAIN_ARGS='--backend numpy --clip 1'   any other `a4lib train` flag for the main run
+#   make report N_SEEDS=5        the main run from this many initial seeds (SEED, SEED + 1, ...; quick 2)
+#   make report SCHEDULER=tcp://host:8786   every run on a Dask cluster (run folders on a shared filesystem)
 #   make report OUT=dir          everything (HTML, PDF, figures, run, build files) under dir
 #   make report PDF=0            the HTML only;  FORCE=1  redo the check, benchmarks, training and studies
 #   make report BEYOND=0         without the part beyond the assignment; or one section of it off:
@@ -35,6 +37,8 @@ REPORT_ARGS = $(if $(filter-out 0,$(QUICK)),--quick) \
 	$(if $(N_UPDATES),--updates $(N_UPDATES)) \
 	$(if $(N_EPOCHS),--epochs $(N_EPOCHS)) \
 	$(if $(SEED),--seed $(SEED)) \
+	$(if $(N_SEEDS),--n-seeds $(N_SEEDS)) \
+	$(if $(SCHEDULER),--scheduler '$(SCHEDULER)') \
 	$(if $(SAMPLE_EVERY),--sample-every $(SAMPLE_EVERY)) \
 	$(if $(SAMPLE_LENGTH),--sample-length $(SAMPLE_LENGTH)) \
 	$(TRAIN_ARGS) \
@@ -55,8 +59,9 @@ REPORT_ARGS = $(if $(filter-out 0,$(QUICK)),--quick) \
 
 venv: $(STAMP)
 
+# VENV=$$CONDA_PREFIX: an activated conda environment (environment.yml) is used as it is
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@if [ -d "$(VENV)/conda-meta" ]; then echo "using the conda environment $(VENV)"; else $(PYTHON) -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@

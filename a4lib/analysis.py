@@ -268,6 +268,49 @@ def rank(values: Mapping[str, float | None]) -> Ranking:
 
 
 @dataclass(frozen=True)
+class SeedSpread:
+    """The same settings trained from several initial seeds: each seed's best smooth loss and the
+    spread over seeds (the run of ``best_seed`` is the report's main run)."""
+
+    seeds: tuple[int, ...]
+    best_losses: tuple[float, ...]
+    best_updates: tuple[int, ...]
+    final_losses: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.best_losses))
+
+    @property
+    def best(self) -> float:
+        return min(self.best_losses)
+
+    @property
+    def worst(self) -> float:
+        return max(self.best_losses)
+
+    @property
+    def spread(self) -> float:
+        """Worst minus best."""
+        return self.worst - self.best
+
+    @property
+    def best_seed(self) -> int:
+        return self.seeds[int(np.argmin(self.best_losses))]
+
+
+def seed_spread(summaries: Mapping[int, Mapping]) -> SeedSpread:
+    """The spread of the best smooth loss over seeds, from each seed's summary.json."""
+    if not summaries:
+        raise ValueError("no runs: the spread over seeds needs at least one")
+    seeds = sorted(summaries)
+    return SeedSpread(seeds=tuple(seeds),
+                      best_losses=tuple(float(summaries[s]["best_smooth_loss"]) for s in seeds),
+                      best_updates=tuple(int(summaries[s]["best_update"]) for s in seeds),
+                      final_losses=tuple(float(summaries[s]["final_smooth_loss"]) for s in seeds))
+
+
+@dataclass(frozen=True)
 class HeldOutRun:
     """A run with held-out evaluations: its training and held-out losses per character."""
 

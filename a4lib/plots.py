@@ -96,7 +96,7 @@ def compare(histories: Mapping[str, Mapping], *, key: str = "smooth_loss", title
     ax = fig.add_subplot()
     for label, history in histories.items():
         y = np.asarray(history[key], dtype=np.float64)
-        ax.plot(_updates(len(y)), y, linewidth=1.2, label=str(label))
+        ax.plot(*thin(_updates(len(y)), y), linewidth=1.2, label=str(label))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel or key.replace("_", " "))
     ax.xaxis.set_major_formatter(_thousands)

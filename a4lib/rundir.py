@@ -300,12 +300,13 @@ def provenance(extra: dict | None = None) -> dict:
     return {**info, **(extra or {})}
 
 
-def write_provenance(run_dir: str | Path, extra: dict | None = None) -> dict:
-    """Record ``provenance()`` in the run directory (provenance.json), keeping the ``extra`` keys an
-    earlier call wrote (a build's ``made_by`` and ``key``) unless given anew."""
+def write_provenance(run_dir: str | Path, extra: dict | None = None, defaults: dict | None = None) -> dict:
+    """Record ``provenance()`` in the run directory (provenance.json) with ``extra``, keeping the keys
+    an earlier call wrote (a build's ``made_by`` and ``command``) unless given anew; ``defaults``
+    only where the file does not already say."""
     path = Path(run_dir) / PROVENANCE
     old = read_json_or(path, {}) or {}
     now = provenance()
-    info = {**now, **{k: v for k, v in old.items() if k not in now}, **(extra or {})}
+    info = {**now, **(defaults or {}), **{k: v for k, v in old.items() if k not in now}, **(extra or {})}
     write_json(path, info)
     return info

@@ -176,7 +176,7 @@ def train_run(cfg: Config, run_dir: str) -> dict:
         return {"summary": read_json_or(path / "summary.json", {}) or {"status": "diverged"}, "error": str(err)}
     except (ValueError, OSError) as err:  # bad settings or corpus, a run in use, a disk error
         return {"summary": {"status": "failed"}, "error": str(err).splitlines()[0] if str(err) else repr(err)}
-    write_provenance(path, {"made_by": "a4lib.sweep"})
+    write_provenance(path, defaults={"made_by": "a4lib.sweep"})
     return {"summary": summary, "error": None}
 
 

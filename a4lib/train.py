@@ -323,7 +323,7 @@ class Trainer:
         cfg = self.cfg
         has_val = len(self.val_starts) > 0
         self.write_config()
-        write_provenance(self.out, {"made_by": "a4lib.train"})
+        write_provenance(self.out)
         self.write_summary("running")  # until the run ends: a killed run never looks finished
         bar = tqdm(total=self.total_updates(), initial=self.updates, disable=not progress,
                    file=sys.stderr, unit="upd", mininterval=1.0, dynamic_ncols=True)

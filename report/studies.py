@@ -2,10 +2,10 @@
 makes (each a ``Config``), with which budget, and which run at the same time.
 
 ``plan`` lists the work: the benchmarks of the mini-batch study (``a4lib bench`` arguments) and
-the training runs of the others (``{name: StudyRun}``, a ``Config`` each). ``report/build.py``
-carries it out and writes it as ``beyond.json`` (``to_json``), which ``notebooks/beyond.ipynb``
-reads. These are assumptions of this build, not of the library: the machine has two cores (at
-most two runs at a time), the tweets are next door in ``../shared/data``.
+the training runs of the others (``StudyRun``, a ``Config`` each). ``report/build.py`` trains them
+on a4lib's sweep engine and writes the plan as ``beyond.json`` (``to_json``), which
+``notebooks/beyond.ipynb`` reads. Assumptions of this build, not of the library: the budgets, and
+the tweets next door in ``../shared/data``.
 """
 from __future__ import annotations
 
@@ -24,8 +24,6 @@ SECTIONS = {
     "optimizers": "Optimizers: AdaGrad, RMSProp, Adam",
     "tweets": "Tweets",
 }
-#: the machine has two cores: runs that are compared in seconds run in pairs, never more at once
-AT_ONCE = 2
 BATCH_SIZES = (1, 8, 32, 128)
 #: the tweet corpus used when none is given, relative to the project folder (used when it exists)
 DEFAULT_TWEETS = Path("..") / "shared" / "data" / "condensed_2018.json"
@@ -69,15 +67,15 @@ QUICK = Budget(bench_chars=10_000, bench_reference_updates=40, heldout_updates=3
 
 @dataclass(frozen=True)
 class StudyRun:
-    """One training run of a study: ``a4lib train --out dir CONFIG``. Runs with the same
-    ``group`` are started together (at most ``AT_ONCE``), so that they share the machine alike."""
+    """One training run of a study: ``a4lib train --out dir CONFIG``. The ``timed`` runs are
+    compared in seconds: they start together and have the machine to themselves."""
 
     name: str
     label: str
     dir: Path
     config: Config
-    group: int
     study: str
+    timed: bool = False
 
     def argv(self) -> list[str]:
         """The arguments after ``a4lib`` (or ``python -m a4lib``)."""
@@ -116,12 +114,12 @@ def plan(sections: Sequence[str], corpus: str, n_chars: int, runs_dir: str | Pat
         raise ValueError(f"unknown section(s): {', '.join(sorted(unknown))}")
     runs_dir = Path(runs_dir)
     n_train = n_train_chars(n_chars)
-    out: dict = {"budget": asdict(budget), "corpus": corpus, "tweets": tweets, "seed": seed, "at_once": AT_ONCE,
+    out: dict = {"budget": asdict(budget), "corpus": corpus, "tweets": tweets, "seed": seed,
                  "val_fraction": VAL_FRACTION, "sections": [s for s in SECTIONS if s in sections]}
     common = dict(corpus=corpus, seed=seed, val_fraction=VAL_FRACTION, sample_every=0)
 
-    def run(name, label, study, group, config):
-        return StudyRun(name=name, label=label, dir=runs_dir / name, config=config, group=group, study=study)
+    def run(name, label, study, config, timed=False):
+        return StudyRun(name=name, label=label, dir=runs_dir / name, config=config, study=study, timed=timed)
 
     if "batches" in sections:
         benches = []
@@ -138,36 +136,34 @@ def plan(sections: Sequence[str], corpus: str, n_chars: int, runs_dir: str | Pat
         chunk = chunk_length_for(n_train, 1, RNN.seq_length)
         base = RNN.replace(**common, n_updates=budget.heldout_updates, val_every=budget.heldout_val_every)
         out["heldout"] = {"runs": [
-            run("heldout-sequential", "sequential (the handout's walk)", "heldout", 1, base.replace(order="sequential")),
-            run("heldout-chunks", f"chunks of {chunk:,} (shuffled, h reset)", "heldout", 1,
+            run("heldout-sequential", "sequential (the handout's walk)", "heldout", base.replace(order="sequential")),
+            run("heldout-chunks", f"chunks of {chunk:,} (shuffled, h reset)", "heldout",
                 base.replace(order="chunks", chunk_length=chunk)),
         ]}
     if "lstm" in sections:
         race = dict(common, max_seconds=budget.race_seconds, n_updates=10_000_000, order="chunks")
         out["lstm"] = {"seconds": budget.race_seconds, "runs": [
-            run("race-lstm", f"LSTM (m {LSTM.m}, B {LSTM.batch_size}, Adam)", "lstm", 2,
+            run("race-lstm", f"LSTM (m {LSTM.m}, B {LSTM.batch_size}, Adam)", "lstm",
                 LSTM.replace(**race, val_every=budget.race_lstm_val_every,
-                             chunk_length=chunk_length_for(n_train, LSTM.batch_size, LSTM.seq_length))),
-            run("race-rnn", f"RNN (m {RNN.m}, B {RNN.batch_size}, AdaGrad)", "lstm", 2,
+                             chunk_length=chunk_length_for(n_train, LSTM.batch_size, LSTM.seq_length)), timed=True),
+            run("race-rnn", f"RNN (m {RNN.m}, B {RNN.batch_size}, AdaGrad)", "lstm",
                 RNN.replace(**race, val_every=budget.race_rnn_val_every,
-                            chunk_length=chunk_length_for(n_train, RNN.batch_size, RNN.seq_length))),
+                            chunk_length=chunk_length_for(n_train, RNN.batch_size, RNN.seq_length)), timed=True),
         ]}
     if "optimizers" in sections:
         chunk = chunk_length_for(n_train, 1, RNN.seq_length)
         out["optimizers"] = {"updates": budget.optimizer_updates, "runs": [
-            run(f"optimizer-{name}", f"{OPTIMIZER_LABELS[name]}, eta {eta:g}", "optimizers", 3 + k // AT_ONCE,
+            run(f"optimizer-{name}", f"{OPTIMIZER_LABELS[name]}, eta {eta:g}", "optimizers",
                 RNN.replace(**common, optimizer=name, eta=eta, n_updates=budget.optimizer_updates,
                             val_every=budget.optimizer_val_every, order="chunks", chunk_length=chunk))
-            for k, (name, eta) in enumerate(OPTIMIZERS)]}
+            for name, eta in OPTIMIZERS]}
     if "sampling" in sections:
         out["sampling"] = {"temperatures": list(TEMPERATURES), "top_ps": list(TOP_PS), "length": SAMPLING_LENGTH,
                            "seed": seed}
     if "tweets" in sections:
         runs = []
         if tweets is not None:
-            # with the optimizer study: next to Adam (group 4), so that each optimizer shares the machine
-            group = 4 if "optimizers" in sections else 5
-            runs.append(run("tweets", "the tweet run (RNN, m 100, AdaGrad)", "tweets", group,
+            runs.append(run("tweets", "the tweet run (RNN, m 100, AdaGrad)", "tweets",
                             RNN.replace(corpus=tweets, seed=seed, n_updates=budget.tweet_updates,
                                         sample_every=budget.tweet_sample_every, sample_length=280)))
         out["tweets"] = {"runs": runs}
@@ -175,27 +171,16 @@ def plan(sections: Sequence[str], corpus: str, n_chars: int, runs_dir: str | Pat
 
 
 def all_runs(the_plan: dict) -> list[StudyRun]:
-    """Every training run of a plan, in the order of their groups."""
-    runs = [r for key in SECTIONS for r in (the_plan.get(key) or {}).get("runs", [])]
-    return sorted(runs, key=lambda r: r.group)
-
-
-def groups(the_plan: dict) -> list[list[StudyRun]]:
-    """The runs of a plan by group: each group's runs are started together."""
-    out: dict[int, list[StudyRun]] = {}
-    for r in all_runs(the_plan):
-        out.setdefault(r.group, []).append(r)
-    return [out[g] for g in sorted(out)]
+    """Every training run of a plan, in the order of the sections."""
+    return [r for key in SECTIONS for r in (the_plan.get(key) or {}).get("runs", [])]
 
 
 def to_json(the_plan: dict) -> dict:
-    """The plan as JSON data for the notebook: each run with its directory, its settings
-    (``Config.to_dict``) and the labels of the runs that trained at the same time."""
-    partners = {r.name: [o.label for o in group if o is not r] for group in groups(the_plan) for r in group}
-
+    """The plan as JSON data for the notebook: each run with its directory and its settings
+    (``Config.to_dict``)."""
     def run(r: StudyRun) -> dict:
         return {"name": r.name, "label": r.label, "dir": str(r.dir), "config": r.config.to_dict(),
-                "group": r.group, "study": r.study, "with": partners[r.name]}
+                "study": r.study, "timed": r.timed}
 
     out = {}
     for key, value in the_plan.items():

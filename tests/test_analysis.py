@@ -205,3 +205,19 @@ def test_sampling_study_measures_each_passage(small_run):
     assert study.trends("temperature") == (analysis.trend([r.distinct_chars for r in rows]),
                                            analysis.trend([r.word_share for r in rows]))
     assert study.trends("top_p") == (0, 0)  # one value: no trend
+
+
+def test_seed_spread_median_best_worst_and_best_seed():
+    summaries = {3: {"best_smooth_loss": 41.67, "best_update": 90_000, "final_smooth_loss": 42.0},
+                 0: {"best_smooth_loss": 44.77, "best_update": 80_000, "final_smooth_loss": 45.1},
+                 7: {"best_smooth_loss": 38.69, "best_update": 99_000, "final_smooth_loss": 38.9},
+                 1: {"best_smooth_loss": 39.15, "best_update": 70_000, "final_smooth_loss": 39.5}}
+    s = analysis.seed_spread(summaries)
+    assert s.seeds == (0, 1, 3, 7)
+    assert s.best_losses == (44.77, 39.15, 41.67, 38.69)
+    assert s.median == pytest.approx((39.15 + 41.67) / 2)
+    assert (s.best, s.worst, s.best_seed) == (38.69, 44.77, 7)
+    assert s.spread == pytest.approx(44.77 - 38.69)
+    assert s.best_updates[s.seeds.index(7)] == 99_000
+    with pytest.raises(ValueError):
+        analysis.seed_spread({})

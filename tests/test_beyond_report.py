@@ -32,14 +32,6 @@ build = load_build()
 studies = build.studies  # report/studies.py
 
 
-def partners(the_plan, name: str) -> list[str]:
-    """The labels of the runs that ran at the same time as run ``name``."""
-    for group in studies.groups(the_plan):
-        if any(r.name == name for r in group):
-            return [r.label for r in group if r.name != name]
-    return []
-
-
 # --- the plan -------------------------------------------------------------------------------------
 
 def test_chunk_length_and_bench_updates():
@@ -50,14 +42,12 @@ def test_chunk_length_and_bench_updates():
     assert studies.bench_updates(10, 25, 128) == 5
 
 
-def test_plan_groups_runs_that_are_compared_in_seconds(tmp_path):
+def test_plan_times_only_the_runs_compared_in_seconds(tmp_path):
     plan = studies.plan(list(studies.SECTIONS), "builtin:python-docs", 464_970, tmp_path, studies.QUICK,
                         tweets="t.json")
-    groups = studies.groups(plan)
-    assert all(len(g) <= studies.AT_ONCE for g in groups)
-    names = [[r.name for r in g] for g in groups]
-    assert ["race-lstm", "race-rnn"] in names
-    assert ["optimizer-adagrad", "optimizer-rmsprop"] in names and ["optimizer-adam", "tweets"] in names
+    assert [r.name for r in studies.all_runs(plan) if r.timed] == ["race-lstm", "race-rnn"]
+    assert [r.name for r in studies.all_runs(plan) if not r.timed] == [
+        "heldout-sequential", "heldout-chunks", "optimizer-adagrad", "optimizer-rmsprop", "optimizer-adam", "tweets"]
     assert [b["batch_size"] for b in plan["batches"]["benches"]] == list(studies.BATCH_SIZES)
     for r in studies.all_runs(plan):
         assert isinstance(r.config, Config) and r.config.validate()
@@ -69,7 +59,6 @@ def test_plan_groups_runs_that_are_compared_in_seconds(tmp_path):
     opt = [r.config for r in plan["optimizers"]["runs"]]
     assert len({c.n_updates for c in opt}) == 1 and [c.optimizer for c in opt] == ["adagrad", "rmsprop", "adam"]
     assert all(c.differences(opt[0], ignore=("optimizer", "eta")) == [] for c in opt)
-    assert partners(plan, "optimizer-adam") == [plan["tweets"]["runs"][0].label]
 
 
 def test_plan_leaves_out_what_is_switched_off(tmp_path):
@@ -79,7 +68,7 @@ def test_plan_leaves_out_what_is_switched_off(tmp_path):
     with pytest.raises(ValueError, match="unknown section"):
         studies.plan(["nope"], "c.txt", 10_000, tmp_path, studies.QUICK)
     alone = studies.plan(["tweets"], "c.txt", 10_000, tmp_path, studies.QUICK, tweets="t.json")
-    assert partners(alone, "tweets") == []
+    assert [r.name for r in studies.all_runs(alone)] == ["tweets"]
 
 
 def test_run_commands_come_from_config_and_parse_back(tmp_path):
@@ -91,7 +80,7 @@ def test_run_commands_come_from_config_and_parse_back(tmp_path):
     data = json.loads(json.dumps(studies.to_json(plan)))
     lstm = data["lstm"]["runs"][0]
     assert Config.from_dict(lstm["config"]) == plan["lstm"]["runs"][0].config
-    assert lstm["with"] == [plan["lstm"]["runs"][1].label]
+    assert lstm["timed"] and data["lstm"]["runs"][1]["timed"]
 
 
 # --- report/build.py ------------------------------------------------------------------------------
@@ -197,7 +186,7 @@ def beyond(tmp_path_factory):
                        "reference_updates": 3, "updates_per_s": 1000.0 / B ** 0.5, "reference_updates_per_s": 100.0,
                        "chars_per_s": round(25_000 * B ** 0.5), "reference_chars_per_s": 2500,
                        "speedup": round(10 * B ** 0.5, 2)}
-    plan["quick"] = True
+    plan["quick"], plan["workers"], plan["scheduler"] = True, 2, None
     (d / "beyond.json").write_text(json.dumps(studies.to_json(plan)), encoding="utf-8")
     main = plan["heldout"]["runs"][1].dir
     cmd = [sys.executable, "-m", "papermill", str(build.BEYOND_NOTEBOOK), str(d / "beyond.out.ipynb"), "-k", "python3",
@@ -227,7 +216,7 @@ def commands_in(markdown: str) -> list[list[str]]:
 
 def test_beyond_intro_says_quick_and_the_machine(beyond):
     intro = beyond["sections"][None]
-    assert "quick report" in intro and f"at most {studies.AT_ONCE} runs at a time" in intro
+    assert "quick report" in intro and "2 runs at a time" in intro
 
 
 def test_batches_section(beyond):
@@ -280,7 +269,7 @@ def test_optimizers_section(beyond):
     bests = {r.label: analysis.heldout_run(rundir.load_run(r.dir)).best for r in plan["optimizers"]["runs"]}
     ranked = analysis.rank(bests)
     assert f"Lowest held-out loss: **{ranked.winner}** ({ranked.best:.3f}" in said
-    assert "AdaGrad, eta 0.1 and RMSProp, eta 0.001 ran at the same time" in said
+    assert "AdaGrad, eta 0.1 and RMSProp, eta 0.001 and Adam, eta 0.002 trained on the sweep engine (2 worker" in said
 
 
 def test_tweets_section(beyond):

@@ -167,7 +167,8 @@ def test_train_parameters_are_configs_settings_with_its_defaults():
 def test_other_parameters():
     assert {"corpus", "ms", "seq_length", "sig", "h", "tol", "seed", "out_json"} <= set(parameters(read("gradient_check.ipynb")))
     assert {"run_dir", "length", "temperature", "top_p", "prime", "seed"} <= set(parameters(read("synthesize.ipynb")))
-    assert {"run_dir", "gradcheck_json", "bench_json", "figures_dir", "quick"} <= set(parameters(read("report.ipynb")))
+    assert {"seeds_json", "run_dir", "gradcheck_json", "bench_json", "figures_dir", "quick"} <= set(
+        parameters(read("report.ipynb")))
     assert {"beyond_json", "run_dir", "figures_dir", "seed"} == set(parameters(read("beyond.ipynb")))
 
 

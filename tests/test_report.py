@@ -24,8 +24,8 @@ SUBHEADINGS = ["Hyperparameters", "Timings", "Versions", "To reproduce"]
 BEYOND_HEADINGS = ["7. Mini-batches: characters per second", "8. Held-out evaluation",
                    "9. LSTM against the vanilla RNN", "10. Sampling: temperature and top-p",
                    "11. Optimizers: AdaGrad, RMSProp, Adam", "12. Tweets"]
-FIGURES = {"3. Smooth loss": "smooth_loss.png", "8. Held-out": "heldout.png", "9. LSTM": "lstm_vs_rnn.png",
-           "11. Optimizers": "optimizers.png"}
+FIGURES = {"3. Smooth loss": ["smooth_loss.png", "seeds.png"], "8. Held-out": ["heldout.png"],
+           "9. LSTM": ["lstm_vs_rnn.png"], "11. Optimizers": ["optimizers.png"]}
 TWEETS = ROOT.parent / "shared" / "data" / "condensed_2018.json"
 SPECIAL = ["ü", "•", "“", "”", "‘", "’", "—", "–", "…", "é", "ß", "×"]
 # It begins in ASCII: the gradient check uses the first 25 characters, and on these its largest
@@ -274,9 +274,9 @@ def test_html_has_every_section_and_no_code(built):
 
 def test_html_figures_samples_and_commands(built):
     html = html_of(built["out"])
-    for heading in FIGURES:
-        assert section_html(html, heading).count("data:image/png;base64,") == 1, heading
-    assert html.count("data:image/png;base64,") == len(FIGURES)
+    for heading, names in FIGURES.items():
+        assert section_html(html, heading).count("data:image/png;base64,") == len(names), heading
+    assert html.count("data:image/png;base64,") == sum(map(len, FIGURES.values()))
     assert section_html(html, "4. Text progression").count("<pre") == 4  # updates 0, 500, 1000, 1500
     assert section_html(html, "5. Passage").count("<pre") == 1
     assert section_html(html, "7. Mini-batches").count("<tr>") == 1 + 4  # B = 1, 8, 32, 128
@@ -292,12 +292,21 @@ def test_html_figures_samples_and_commands(built):
         assert "make report TWEETS=" in tweets
 
 
+def main_run(out: Path) -> Path:
+    """The run the report shows: the seed with the lowest smooth loss (as the build picks it)."""
+    from a4lib import analysis, rundir
+
+    seeds = json.loads((out / "build" / "seeds.json").read_text())
+    summaries = {s["seed"]: rundir.load_run(s["dir"]).summary for s in seeds}
+    return Path(next(s["dir"] for s in seeds if s["seed"] == analysis.seed_spread(summaries).best_seed))
+
+
 def test_html_numbers_are_the_runs(built):
     from a4lib import analysis, rundir
 
     out = built["out"]
     html = html_of(out)
-    run = rundir.load_run(out / "run")
+    run = rundir.load_run(main_run(out))
     loss = analysis.smooth_loss(run)
     assert f"lowest {loss.best:.2f}, final {loss.final:.2f}" in section_html(html, "3. Smooth loss")
     check = analysis.gradcheck_summary(json.loads((out / "build" / "gradcheck.json").read_text()))
@@ -310,7 +319,7 @@ def test_html_numbers_are_the_runs(built):
 
 def test_figures_and_build_files(built):
     out = built["out"]
-    for name in FIGURES.values():
+    for name in sum(FIGURES.values(), []):
         assert (out / "figures" / name).read_bytes()[:4] == b"\x89PNG", name
     plan = json.loads((out / "build" / "beyond.json").read_text())
     assert plan["quick"] and plan["sections"] == ["batches", "heldout", "lstm", "sampling", "optimizers", "tweets"]
@@ -318,8 +327,11 @@ def test_figures_and_build_files(built):
         assert Path(r["dir"]).parent == out / "studies"
         assert json.loads((Path(r["dir"]) / "config.json").read_text())["val_fraction"] == 0.1
     assert (out / "build" / "beyond.ipynb").is_file() and (out / "build" / "document.ipynb").is_file()
-    assert json.loads((out / "run" / "config.json").read_text())["eta"] == 0.05
-    assert json.loads((out / "run" / "provenance.json").read_text())["made_by"] == "report/build.py"
+    seeds = json.loads((out / "build" / "seeds.json").read_text())
+    assert [s["seed"] for s in seeds] == [0, 1] and [Path(s["dir"]) for s in seeds] == [out / "run" / "seed=0",
+                                                                                      out / "run" / "seed=1"]
+    assert [json.loads((Path(s["dir"]) / "config.json").read_text())["eta"] for s in seeds] == [0.05, 0.05]
+    assert json.loads((out / "run" / "seed=0" / "provenance.json").read_text())["made_by"] == "report/build.py"
     for name in ("gradcheck.json", "bench.json", "report.ipynb"):
         assert (out / "build" / name).is_file(), name
 
@@ -353,7 +365,7 @@ def test_switching_sections_off_removes_them_and_numbers_the_rest(built_without)
     html = html_of(built_without["out"])
     for gone in ("Mini-batches", "Held-out evaluation", "LSTM against", "Optimizers:", "lstm_vs_rnn"):
         assert gone not in html, gone
-    assert html.count("data:image/png;base64,") == 1  # the smooth loss only
+    assert html.count("data:image/png;base64,") == 2  # the smooth loss and the seeds' curves only
     assert re.search(r"<h2[^>]*>7\. Sampling: temperature and top-p", html)
     assert re.search(r"<h2[^>]*>8\. Tweets", html)
     assert not (built_without["out"] / "studies").exists()  # nothing trained for the sections left out
@@ -408,7 +420,7 @@ def test_pdf_commands_break_between_arguments_only(built):
 def test_pdf_samples_read_back_as_written(built):
     """Each sample comes out of the PDF as it is in samples.json (line breaks aside)."""
     flat = "".join("".join(pdf_pages(built["out"] / "report.pdf")).split())
-    samples = json.loads((built["out"] / "run" / "samples.json").read_text(encoding="utf-8"))
+    samples = json.loads((main_run(built["out"]) / "samples.json").read_text(encoding="utf-8"))
     for s in samples:
         assert "".join(s["text"].split()) in flat, f"the sample of update {s['update']}"
 
