@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels as k
-from .fast import _floats, _indices, _target, compute_type
+from .fast import _floats, _indices, _targets, compute_type
 from .kernels import available  # noqa: F401
 from .lstm import NAMES, init_params, step, zero_state  # noqa: F401  (the model's other functions are lstm's)
 
@@ -147,7 +147,7 @@ def loss_and_grads(params: Params, x, y, h0, grads: Params | None = None) -> tup
     P, x, y, state0, single = _prepare(params, x, y, h0)
     if grads is None:
         grads = {}
-    out = {name: _target(grads, name, p) for name, p in zip(NAMES, P)}
+    out = _targets(grads, P)
     loss, pl = _forward_loss(P, x, y, state0, True, out["c"])
     _backward(P, x, pl, out)
     for name, g in out.items():

@@ -54,16 +54,22 @@ def _scratch(w: np.ndarray) -> np.ndarray:
     return buf
 
 
-def _compiled(w: np.ndarray, *arrays: np.ndarray):
-    """The kernels module, built, after checking that w and the arrays are contiguous vectors of
-    one length and one type, float64 or float32."""
+_checked: list[tuple] = [()]  # the vectors of the last fused step (references): the trainer's, every update
+
+
+def _compiled(*vectors: np.ndarray):
+    """The kernels module, built, after checking that the vectors are contiguous, of one length
+    and of one type, float64 or float32 (skipped for the same vectors as the last call's)."""
     from . import kernels
 
-    if not (w.ndim == 1 and w.dtype in (np.float64, np.float32) and all(
-            a.shape == w.shape and a.dtype == w.dtype for a in arrays) and
-            all(a.flags.c_contiguous for a in (w, *arrays))):
-        raise ValueError("a fused step needs contiguous float64 or float32 vectors of one length and type")
-    kernels.build()
+    last = _checked[0]
+    if len(last) != len(vectors) or any(a is not b for a, b in zip(vectors, last)):
+        w = vectors[0]
+        if not (w.ndim == 1 and w.dtype in (np.float64, np.float32) and all(
+                a.shape == w.shape and a.dtype == w.dtype and a.flags.c_contiguous for a in vectors)):
+            raise ValueError("a fused step needs contiguous float64 or float32 vectors of one length and type")
+        kernels.build()
+        _checked[0] = vectors
     return kernels
 
 
