@@ -8,9 +8,10 @@ else). The kernels are in ``a4lib.kernels`` (``_lstm_*``):
 
 * Every product is a BLAS gemm called from compiled code (``kernels.NATIVE_GEMM``): the forward
   pass is one compiled call (per step W h_{t-1} into the gates, then the gate equations in one
-  fused loop, then V h_t), the backward pass another (per step dL/dh_t = V^T dL/ds_t +
-  W^T dL/da_{t+1} as two products, then the backward gate equations fused with the gathering of
-  db and dU; dV and dW one product each over all steps).
+  fused loop; V h for all steps at the end), the backward pass another (V^T dL/ds for all steps,
+  then per step + W^T dL/da_{t+1}, making dL/dh_t, and the backward gate equations fused with
+  the gathering of db and dU; dV and dW one product each over all steps). Only the recurrences
+  are products per step.
 * Without native gemm, a Python loop per step: np.dot, then the same compiled gate kernels.
 
 Results agree with ``a4lib.lstm`` to rounding (about 1e-14 relative in float64). Single-threaded;
@@ -35,7 +36,7 @@ class _Plan:
     def __init__(self, T: int, B: int, m: int, K_in: int, K_out: int, dtype: np.dtype) -> None:
         def empty(*shape):
             return np.empty(shape, dtype)
-        self.UT, self.WT, self.VT = empty(K_in, 4 * m), empty(m, 4 * m), empty(m, K_out)
+        self.UT, self.WT = empty(K_in, 4 * m), empty(m, 4 * m)
         self.H, self.C = empty(T + 1, B, m), empty(T + 1, B, m)  # [0]: the state given; [t]: after step t
         self.H_out = self.H[1:].reshape(T * B, m)  # h_1 .. h_T: inputs of the output layer
         self.H_in = self.H[:-1].reshape(T * B, m)  # h_0 .. h_{T-1}: inputs of W
@@ -44,7 +45,8 @@ class _Plan:
         self.O = empty(T * B, K_out)  # s_t, then dL/ds_t
         self.D = empty(T, B, 4 * m)  # dL/da_t
         self.D2 = self.D.reshape(T * B, 4 * m)
-        self.DH, self.dc_next, self.tmp = empty(B, m), empty(B, m), empty(B, m)
+        self.DH = empty(T, B, m)  # V^T dL/ds_t, then dL/dh_t
+        self.dc_next, self.tmp = empty(B, m), empty(B, m)
         self.gUT = empty(K_in, 4 * m)  # scratch for dL/dU^T
         self.gc = empty(K_out)  # scratch for the loss-only pass
 
@@ -92,10 +94,9 @@ def _forward_loss(P, x, y, state0, want_grad: bool, gc: np.ndarray | None) -> tu
     pl = _plan(T, B, m, K_in, K, W.dtype)
     k._transpose(U, pl.UT)
     k._transpose(W, pl.WT)
-    k._transpose(V, pl.VT)
     pl.H[0], pl.C[0] = state0[:, :m], state0[:, m:]
     if k.NATIVE_GEMM:
-        if not k._lstm_forward_blas(pl.UT, pl.WT, pl.VT, b, x, pl.H, pl.C, pl.G, pl.TC, pl.O):
+        if not k._lstm_forward_blas(pl.UT, pl.WT, V, b, x, pl.H, pl.H_out, pl.C, pl.G, pl.TC, pl.O):
             raise IndexError(f"x has indices outside [0, {K_in})")
     else:
         if not k._check_indices(x, K_in):
@@ -104,7 +105,7 @@ def _forward_loss(P, x, y, state0, want_grad: bool, gc: np.ndarray | None) -> tu
         for t in range(T):
             np.dot(H[t], pl.WT, out=G[t])
             k._lstm_cell(G[t], pl.UT, b, x[t], C[t], C[t + 1], TC[t], H[t + 1])
-        np.dot(pl.H_out, pl.VT, out=pl.O)
+        np.dot(pl.H_out, V.T, out=pl.O)
     loss = k._softmax_loss(pl.O, c, y.reshape(-1), B, want_grad, pl.gc if gc is None else gc, pl.O)
     if loss < 0:
         raise IndexError(f"y has indices outside [0, {K})")
@@ -120,13 +121,13 @@ def _backward(P, x, pl: _Plan, out: dict) -> None:
                               out["V"], out["W"], out["b"], out["U"], pl.gUT)
         return
     np.dot(pl.O.T, pl.H_out, out=out["V"])
+    np.dot(pl.O, V, out=pl.DH.reshape(T * B, -1))
     out["b"][...] = 0.0
     pl.gUT[...] = 0.0
     for t in range(T - 1, -1, -1):
-        np.dot(pl.O[t * B:(t + 1) * B], V, out=pl.DH)
         if t < T - 1:
-            pl.DH += np.dot(pl.D[t + 1], W, out=pl.tmp)
-        k._lstm_cell_back(pl.D[t], pl.DH, pl.dc_next, pl.G[t], pl.C[t], pl.TC[t], x[t], out["b"], pl.gUT,
+            pl.DH[t] += np.dot(pl.D[t + 1], W, out=pl.tmp)
+        k._lstm_cell_back(pl.D[t], pl.DH[t], pl.dc_next, pl.G[t], pl.C[t], pl.TC[t], x[t], out["b"], pl.gUT,
                           t == T - 1, t == 0)
     np.dot(pl.D2.T, pl.H_in, out=out["W"])
     k._transpose(pl.gUT, out["U"])

@@ -20,7 +20,7 @@ lanes). Math:
   the wrappers run the per-step products from Python with np.dot.
 
 numba is imported lazily, by ``build``; importing this module never needs it. ``available()``
-says whether it is installed. The compile, about 20 s on a slow 2-core machine for both types,
+says whether it is installed. The compile, about 25 s on a slow 2-core machine for both types,
 is paid once per machine and source version; later processes load the cache in about a second.
 No bounds checks inside the kernels: the wrappers check shapes, and the kernels check indices.
 """
@@ -563,35 +563,35 @@ def _lstm_cell_back(Dt, DH, dc_next, Gt, C_prev, TC, x_t, gb, gUT, first, last):
             u[j] += d[j]
 
 
-def _lstm_forward_blas(UT, WT, VT, b, x, H, C, G, TC, O):
-    """The LSTM's forward pass in one compiled call: per step the gemm W h_{t-1} into G[t],
-    ``_lstm_cell``, and the gemm of the outputs O[t B:(t + 1) B] = h_t V^T. H, C (T + 1, B, m)
-    with H[0], C[0] set; G (T, B, 4m); TC (T, B, m); O (T B, K). False when x is out of range."""
+def _lstm_forward_blas(UT, WT, V, b, x, H, H_out, C, G, TC, O):
+    """The LSTM's forward pass in one compiled call: per step the gemm W h_{t-1} into G[t] and
+    ``_lstm_cell``; then the outputs O (T B, K) = H_out V^T, one gemm over all steps. H, C
+    (T + 1, B, m) with H[0], C[0] set; G (T, B, 4m); TC (T, B, m). False when x is out of range."""
     if not _check_indices(x, UT.shape[0]):
         return False
-    B = x.shape[1]
     for t in range(x.shape[0]):
         _gemm(False, False, H[t], WT, G[t], 0.0)
         _lstm_cell(G[t], UT, b, x[t], C[t], C[t + 1], TC[t], H[t + 1])
-        _gemm(False, False, H[t + 1], VT, O[t * B:(t + 1) * B], 0.0)
+    _gemm(False, True, H_out, V, O, 0.0)
     return True
 
 
 def _lstm_backward_blas(V, W, x, H_in, H_out, C, G, TC, dS, D, DH, dc_next, gV, gW, gb, gU, gUT):
     """The LSTM's backward pass in one compiled call, writing dV, dW, db, dU (dc is the softmax's).
-    dS (T B, K) holds dL/ds_t; D (T, B, 4m) gets dL/da_t. Per step two gemms make
-    dL/dh_t = dL/ds_t V + dL/da_{t+1} W into DH (B, m), then ``_lstm_cell_back``; dV and dW are
-    one gemm each over all steps (at B = 16 a gemm of 16 rows per step runs at half the speed)."""
+    dS (T B, K) holds dL/ds_t; D (T, B, 4m) gets dL/da_t. DH (T, B, m) gets V^T dL/ds_t for all
+    steps in one gemm, then step by step (last first) W^T dL/da_{t+1} added by a gemm, making
+    dL/dh_t, and ``_lstm_cell_back``; dV and dW are one gemm each over all steps (at B = 16 a
+    gemm of 16 rows per step runs at half the speed)."""
     T, B = x.shape
+    m = DH.shape[2]
     _gemm(True, False, dS, H_out, gV, 0.0)
+    _gemm(False, False, dS, V, DH.reshape(T * B, m), 0.0)
     gb[:] = 0.0
     gUT[:] = 0.0
     for t in range(T - 1, -1, -1):
-        r = t * B
-        _gemm(False, False, dS[r:r + B], V, DH, 0.0)
         if t < T - 1:
-            _gemm(False, False, D[t + 1], W, DH, 1.0)
-        _lstm_cell_back(D[t], DH, dc_next, G[t], C[t], TC[t], x[t], gb, gUT, t == T - 1, t == 0)
+            _gemm(False, False, D[t + 1], W, DH[t], 1.0)
+        _lstm_cell_back(D[t], DH[t], dc_next, G[t], C[t], TC[t], x[t], gb, gUT, t == T - 1, t == 0)
     _gemm(True, False, D.reshape(T * B, D.shape[2]), H_in, gW, 0.0)
     _transpose(gUT, gU)
 
