@@ -36,8 +36,10 @@ Params = dict[str, np.ndarray]
 NAMES = ("U", "W", "V", "b", "c")
 
 # From this many streams on, every recurrence step is one BLAS product rather than hand-written
-# loops. Measured at m = 100, T = 25, K = 80 on a 2-core Xeon (Sapphire Rapids; OpenBLAS, one
-# thread), whole call, loops vs BLAS: B = 1 225 vs 384 us, B = 4 639 vs 615, B = 8 1315 vs 1099.
+# loops. Whole call at m = 100, T = 25, loops vs BLAS (OpenBLAS, one thread): 2-core Xeon
+# (Sapphire Rapids), K = 80: B = 1 225 vs 384 us, B = 4 639 vs 615, B = 8 1315 vs 1099; 2-core
+# EPYC (Zen 5), K = 65, float64: B = 1 90 vs 158, B = 4 313 vs 357, B = 8 625 vs 538 (float32:
+# 48 vs 105, 152 vs 160, 292 vs 283).
 BLAS_MIN_STREAMS = 5
 
 
