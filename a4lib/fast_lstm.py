@@ -122,15 +122,14 @@ def _backward(P, x, pl: _Plan, out: dict) -> None:
         return
     np.dot(pl.O.T, pl.H_out, out=out["V"])
     np.dot(pl.O, V, out=pl.DH.reshape(T * B, -1))
-    out["b"][...] = 0.0
     pl.gUT[...] = 0.0
     for t in range(T - 1, -1, -1):
         if t < T - 1:
             pl.DH[t] += np.dot(pl.D[t + 1], W, out=pl.tmp)
-        k._lstm_cell_back(pl.D[t], pl.DH[t], pl.dc_next, pl.G[t], pl.C[t], pl.TC[t], x[t], out["b"], pl.gUT,
+        k._lstm_cell_back(pl.D[t], pl.DH[t], pl.dc_next, pl.G[t], pl.C[t], pl.TC[t], x[t], pl.gUT,
                           t == T - 1, t == 0)
     np.dot(pl.D2.T, pl.H_in, out=out["W"])
-    k._transpose(pl.gUT, out["U"])
+    k._input_grads_end(pl.gUT, out["b"], out["U"])
 
 
 def _last_state(pl: _Plan, single: bool) -> np.ndarray:

@@ -304,15 +304,23 @@ def _input_grads(x, D, gb, gU, gUT):
     """
     T, B = x.shape
     n = D.shape[2]
-    gb[:] = 0.0
     gUT[:] = 0.0
     for t in range(T):
         for s in range(B):
             g = gUT[x[t, s]]
             for i in range(n):
-                d = D[t, s, i]
-                gb[i] += d
-                g[i] += d
+                g[i] += D[t, s, i]
+    _input_grads_end(gUT, gb, gU)
+
+
+def _input_grads_end(gUT, gb, gU):
+    """gU = gUT^T, and gb its row sums: every dL/da_t is gathered into exactly one row of gUT, so
+    db = sum_t dL/da_t is the sum of those rows (K_in rows summed instead of T B)."""
+    gb[:] = 0.0
+    for k in range(gUT.shape[0]):
+        u = gUT[k]
+        for i in range(gb.size):
+            gb[i] += u[i]
     _transpose(gUT, gU)
 
 
@@ -469,8 +477,8 @@ def _rnn_backward_blas(V, W, x, H, H_out, H_in, dO, D, gV, gW, gb, gU, gUT):
 
     dO (T B, K) holds dL/do_t. D (T, B, m) gets V^T dL/do_t for all steps in one gemm, then step by
     step (last first) dL/da_t = (V^T dL/do_t + W^T dL/da_{t+1}) * (1 - h_t^2), the product a gemm
-    added in place; db and dU (through gUT (K_in, m), as in ``_input_grads``) are gathered in the
-    same pass. dV and dW are one gemm each over all steps at the end. (One thread, 2-core EPYC
+    added in place; dU is gathered in the same pass (through gUT (K_in, m), as in
+    ``_input_grads``, which gives db too). dV and dW are one gemm each over all steps at the end. (One thread, 2-core EPYC
     Zen 5, m = 100, K = 65: 3-8 % faster at B = 8 .. 128 than one product [dL/do_t, dL/da_{t+1}]
     [V; W] per step; one product over all steps for dV and dW: B = 32, float32, 108 + 147 us
     against 125 + 167 step by step.)
@@ -478,7 +486,6 @@ def _rnn_backward_blas(V, W, x, H, H_out, H_in, dO, D, gV, gW, gb, gU, gUT):
     one = D.dtype.type(1.0)
     T, B = x.shape
     m = W.shape[0]
-    gb[:] = 0.0
     gUT[:] = 0.0
     _gemm(False, False, dO, V, D.reshape(T * B, m), 0.0)
     for t in range(T - 1, -1, -1):
@@ -493,11 +500,10 @@ def _rnn_backward_blas(V, W, x, H, H_out, H_in, dO, D, gV, gW, gb, gU, gUT):
             for i in range(m):
                 v = d[i] * (one - h[i] * h[i])
                 d[i] = v
-                gb[i] += v
                 g[i] += v
     _gemm(True, False, dO, H_out, gV, 0.0)  # dV = sum_t dL/do_t h_{t+1}^T
     _gemm(True, False, D.reshape(T * B, m), H_in, gW, 0.0)  # dW = sum_t dL/da_t h_t^T
-    _transpose(gUT, gU)
+    _input_grads_end(gUT, gb, gU)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,11 +532,11 @@ def _lstm_cell(Gt, UT, b, xt, C_prev, C_next, TC, H_next):
             hn[j] = a[2 * m + j] * tc[j]
 
 
-def _lstm_cell_back(Dt, DH, dc_next, Gt, C_prev, TC, x_t, gb, gUT, first, last):
+def _lstm_cell_back(Dt, DH, dc_next, Gt, C_prev, TC, x_t, gUT, first, last):
     """One step of the backward gate equations after the product. DH (B, m) holds
     dL/dh_t = V^T dL/ds_t + W^T dL/da_{t+1}; dc_next (B, m) is f_{t+1} dL/dc_{t+1} (ignored when
     ``first``, the last step) and becomes f_t dL/dc_t (not computed when ``last``, step 0).
-    Dt (B, 4m) gets dL/da_t; gb and the rows x_t of gUT (K_in, 4m) gather it."""
+    Dt (B, 4m) gets dL/da_t; the rows x_t of gUT (K_in, 4m) gather it."""
     F = Dt.dtype.type
     one = F(1.0)
     B, m4 = Gt.shape
@@ -559,7 +565,6 @@ def _lstm_cell_back(Dt, DH, dc_next, Gt, C_prev, TC, x_t, gb, gUT, first, last):
                 dcn[j] = dc * f_
         u = gUT[x_t[s]]
         for j in range(m4):
-            gb[j] += d[j]
             u[j] += d[j]
 
 
@@ -586,14 +591,13 @@ def _lstm_backward_blas(V, W, x, H_in, H_out, C, G, TC, dS, D, DH, dc_next, gV, 
     m = DH.shape[2]
     _gemm(True, False, dS, H_out, gV, 0.0)
     _gemm(False, False, dS, V, DH.reshape(T * B, m), 0.0)
-    gb[:] = 0.0
     gUT[:] = 0.0
     for t in range(T - 1, -1, -1):
         if t < T - 1:
             _gemm(False, False, D[t + 1], W, DH[t], 1.0)
-        _lstm_cell_back(D[t], DH[t], dc_next, G[t], C[t], TC[t], x[t], gb, gUT, t == T - 1, t == 0)
+        _lstm_cell_back(D[t], DH[t], dc_next, G[t], C[t], TC[t], x[t], gUT, t == T - 1, t == 0)
     _gemm(True, False, D.reshape(T * B, D.shape[2]), H_in, gW, 0.0)
-    _transpose(gUT, gU)
+    _input_grads_end(gUT, gb, gU)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -640,7 +644,7 @@ def _clip_adam(w, dw, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, v_sc
 _INLINE = ("_fma", "_expm1_parts", "_expm1_parts32", "_row_max", "_row_sum", "_gather_rows", "_clip", "_axpy_rows")
 _SCALAR_OVERLOADS = {"_tanh": ("_tanh64", "_tanh32"), "_exp_nonpos": ("_exp_nonpos64", "_exp_nonpos32")}
 _KERNELS = ("_tanh_inplace", "_exp_nonpos_inplace", "_sigmoid_inplace", "_check_indices", "_transpose",
-            "_softmax_loss", "_input_grads", "_rnn_forward", "_rnn_forward_step", "_rnn_backward",
+            "_softmax_loss", "_input_grads", "_input_grads_end", "_rnn_forward", "_rnn_forward_step", "_rnn_backward",
             "_rnn_backward_step", "_lstm_cell", "_lstm_cell_back", "_clip_adagrad", "_clip_rmsprop",
             "_clip_adam")
 _GEMM_KERNELS = ("_rnn_loops", "_rnn_forward_blas", "_rnn_backward_blas", "_lstm_forward_blas",
