@@ -462,8 +462,6 @@ def readme() -> str:
     return (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-@pytest.mark.xfail(strict=True, reason="README.md still points at ../shared (../shared/DESIGN.md, "
-                                       "../shared/data/...): the lead rewrites it")
 def test_the_readme_does_not_point_outside_the_repository():
     assert "../shared" not in readme()
 
@@ -587,7 +585,6 @@ def test_the_readme_papermill_output_is_ignored_by_git():
     assert done.returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason="README.md's list of a run directory's files leaves out provenance.json")
 def test_the_readme_lists_provenance_among_the_run_files():
     paragraphs = readme().split("\n\n")
     assert any("run directory" in p and "provenance.json" in p for p in paragraphs)
