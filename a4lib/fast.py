@@ -14,15 +14,17 @@ are in ``a4lib.kernels``. What changes from ``a4lib.rnn`` is where the time goes
 * For more streams every product is a BLAS gemm, called from compiled code, so the forward pass
   is one compiled call and the backward pass another, with no Python per step. Only the
   recurrences are products per step (W h_{t-1}; W^T dL/da_{t+1}); V h, V^T dL/do, dV and dW are
-  one product each over all T B rows. db and dU are gathered in the pass that makes dL/da_t.
-  Without native gemm, a Python loop per step (np.dot, then one compiled call): ~15 % slower at
-  B = 32.
+  one product each over all T B rows. dU is gathered in the pass that makes dL/da_t (db is its
+  row sum). Without native gemm, a Python loop per step (np.dot, then one compiled call): ~15 %
+  slower at B = 32.
 
 Results agree with ``a4lib.rnn`` to rounding (about 1e-15 relative in float64; only the order of
 the sums differs). numba is imported lazily, on the first call; importing this module never needs
 it. ``available()`` says whether it is installed; without it the functions raise RuntimeError.
 Single-threaded. Work buffers are module state reused between calls with the same shapes, so,
-like ``a4lib.rnn``, not thread-safe; nothing returned aliases them.
+like ``a4lib.rnn``, not thread-safe; nothing returned aliases them. The last parameter and
+gradient arrays found usable as they are stay referenced, so that the next call with the same
+arrays (the trainer's) skips their checks.
 """
 from __future__ import annotations
 
