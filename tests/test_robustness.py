@@ -548,22 +548,15 @@ def test_runs_lists_each_run(project):
 
 # --- 12. smaller ones --------------------------------------------------------------------------------
 
-def test_a_txt_file_starting_like_json_is_plain_text(tmp_path):
+@pytest.mark.parametrize("name, content", [
+    ("notes.txt", '[{"text": "a tweet?"}, {"text": "no: a .txt file"}] is how tweet JSON begins.\n'),
+    ("prose.txt", "plain prose with one stray control character \x03 in the middle of it.\n"),
+], ids=["starts like tweet JSON", "one end-of-text character"])
+def test_a_txt_file_is_plain_text(tmp_path, name, content):
+    """Only a .json file is a tweet corpus: a text that starts like JSON or holds one EOT is prose."""
     from a4lib.corpus import load_corpus
 
-    content = '[{"text": "a tweet?"}, {"text": "no: a .txt file"}] is how tweet JSON begins.\n'
-    path = tmp_path / "notes.txt"
-    path.write_text(content, encoding="utf-8")
-    corpus = load_corpus(path)
-    assert not corpus.is_tweets
-    assert corpus.text == content
-
-
-def test_one_end_of_text_character_does_not_make_tweets(tmp_path):
-    from a4lib.corpus import load_corpus
-
-    content = "plain prose with one stray control character \x03 in the middle of it.\n"
-    path = tmp_path / "prose.txt"
+    path = tmp_path / name
     path.write_text(content, encoding="utf-8")
     corpus = load_corpus(path)
     assert not corpus.is_tweets
