@@ -79,7 +79,7 @@ class Config:
     val_every: int = setting(1000, "updates between held-out evaluations", check=lambda v: v >= 1, allowed=">= 1")
     checkpoint_every: int = setting(10_000, "updates between checkpoints (fewer when saving gets slow)",
                                     check=lambda v: v >= 1, allowed=">= 1")
-    backend: str = setting("auto", "auto: numba for the rnn where installed, else numpy", choices=BACKENDS)
+    backend: str = setting("auto", "auto: the compiled numba kernels where installed, else numpy", choices=BACKENDS)
     dtype: str = setting("float64", "the floating-point type of parameters, optimizer state and step",
                          choices=DTYPES)
 
