@@ -389,6 +389,32 @@ def batch_speeds(results: Sequence[Mapping]) -> BatchSpeeds | None:
                        fastest_speedup=fastest["speedup"])
 
 
+@dataclass(frozen=True)
+class ScalingPoint:
+    """One (m, B) of ``a4lib bench --scaling`` in both types."""
+
+    m: int
+    B: int
+    chars64: float
+    chars32: float
+    peak64: float  # share of the float64 matrix-product peak
+    peak32: float
+
+    @property
+    def float32_gain(self) -> float:
+        return self.chars32 / self.chars64
+
+
+def scaling_point(result: Mapping, m: int, B: int) -> ScalingPoint | None:
+    """The scaling table's figures at (m, B) in float64 and float32; None when either is missing."""
+    cells = {r["dtype"]: r for r in result.get("rows", []) if r["m"] == m and r["batch_size"] == B}
+    if not {"float64", "float32"} <= cells.keys():
+        return None
+    f64, f32 = cells["float64"], cells["float32"]
+    return ScalingPoint(m=m, B=B, chars64=f64["chars_per_s"], chars32=f32["chars_per_s"],
+                        peak64=f64["peak_fraction"], peak32=f32["peak_fraction"])
+
+
 # --- passages -----------------------------------------------------------------------------------
 
 @dataclass

@@ -50,6 +50,8 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     b.add_argument("--scaling", action="store_true",
                    help="the table over m in {50, 100, 200, 400} x B in {1, 8, 32, 128} x both types "
                         "(--m, --batch-size, --dtype, --updates are then ignored)")
+    b.add_argument("--scaling-seconds", type=float, default=SCALING_SECONDS,
+                   help="with --scaling: seconds timed per figure and repeat")
     b.add_argument("--json", action="store_true", help="print one JSON line")
 
 
@@ -82,9 +84,10 @@ def _trainer(corpus_spec, corpus, model, m, seq_length, batch_size, dtype, backe
     return Trainer(cfg, Path("unused"), corpus=corpus)  # run() is never called: nothing is written
 
 
-def _step_rate(trainer: Trainer, updates: int | None, repeat: int) -> tuple[float, int]:
+def _step_rate(trainer: Trainer, updates: int | None, repeat: int,
+               seconds: float = SCALING_SECONDS) -> tuple[float, int]:
     """Best updates/s of ``repeat`` timings of ``updates`` steps (None: as many as fill
-    SCALING_SECONDS), after a warm-up (and the JIT, where compiled); and the updates timed."""
+    ``seconds``), after a warm-up (and the JIT, where compiled); and the updates timed."""
     def steps(n: int) -> None:
         for _ in range(n):
             trainer.train_step()
@@ -92,7 +95,7 @@ def _step_rate(trainer: Trainer, updates: int | None, repeat: int) -> tuple[floa
 
     steps(10)
     if updates is None:
-        updates = max(5, int(SCALING_SECONDS / max(_seconds(lambda: steps(5)) / 5, 1e-7)))
+        updates = max(5, int(seconds / max(_seconds(lambda: steps(5)) / 5, 1e-7)))
     return max(updates / _seconds(lambda: steps(updates)) for _ in range(repeat)), updates
 
 
@@ -140,7 +143,8 @@ def bench(corpus_spec: str | None, m: int, seq_length: int, batch_size: int, upd
 
 def scaling(corpus_spec: str | None, seq_length: int = 25, backend: str = "auto", model: str = "rnn",
             optimizer: str = "adagrad", repeat: int = 3, ms=SCALING_M, batch_sizes=SCALING_B,
-            dtypes=("float64", "float32"), reference_updates: int = 100, progress=None) -> dict:
+            dtypes=("float64", "float32"), reference_updates: int = 100, progress=None,
+            seconds: float = SCALING_SECONDS) -> dict:
     """The scaling table: per (dtype, m, B) characters/s, GFLOP/s and the fraction of the peak of
     ``peak_gflops`` in that type; per m the reference's characters/s and the speed-up over it."""
     from .corpus import load_corpus
@@ -154,7 +158,7 @@ def scaling(corpus_spec: str | None, seq_length: int = 25, backend: str = "auto"
         for m in ms:
             for B in batch_sizes:
                 trainer = _trainer(corpus_spec, corpus, model, m, seq_length, B, dt, backend, optimizer)
-                rate, updates = _step_rate(trainer, None, repeat)
+                rate, updates = _step_rate(trainer, None, repeat, seconds)
                 chars = rate * seq_length * B
                 gflops = chars * flop_per_char(model, m, corpus.K) / 1e9
                 rows.append({"dtype": dt, "m": m, "batch_size": B, "updates": updates, "chars_per_s": round(chars),
@@ -188,11 +192,12 @@ def scaling_table(result: dict) -> str:
 def command(a) -> int:
     repeat = a.repeat if a.repeat is not None else (3 if a.scaling else 1)
     ref_updates = a.reference_updates if a.reference_updates is not None else max(1, a.updates // 4)
-    if min(a.m, a.seq_length, a.batch_size, a.updates, ref_updates, repeat) < 1:
-        raise BenchError("--m, --seq-length, --batch-size, --updates, --reference-updates and --repeat must be >= 1")
+    if min(a.m, a.seq_length, a.batch_size, a.updates, ref_updates, repeat) < 1 or not a.scaling_seconds > 0:
+        raise BenchError("--m, --seq-length, --batch-size, --updates, --reference-updates and --repeat must be >= 1, "
+                         "--scaling-seconds > 0")
     if a.scaling:
         r = scaling(a.corpus, a.seq_length, a.backend, a.model, a.optimizer, repeat,
-                    reference_updates=a.reference_updates or 100)
+                    reference_updates=a.reference_updates or 100, seconds=a.scaling_seconds)
         print(json.dumps(r) if a.json else scaling_table(r))
         return 0
     r = bench(a.corpus, a.m, a.seq_length, a.batch_size, a.updates, ref_updates, a.backend, a.dtype, a.model,

@@ -227,3 +227,29 @@ def compare_updates_seconds(runs: Mapping[str, tuple[Mapping, int]], *, figsize=
     if runs:
         left.legend(fontsize=8.5)
     return fig
+
+
+def scaling(result: Mapping, *, figsize=(9.0, 3.8)) -> Figure:
+    """``a4lib bench --scaling``: characters/s (left) and the share of the matrix-product peak
+    (right) against B, one line per m, solid float64 and dashed float32."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    speed, peak = fig.subplots(1, 2)
+    rows = result["rows"]
+    for k, m in enumerate(sorted({r["m"] for r in rows})):
+        for dtype, style in (("float64", "-"), ("float32", "--")):
+            cells = sorted((r for r in rows if r["m"] == m and r["dtype"] == dtype), key=lambda r: r["batch_size"])
+            if not cells:
+                continue
+            B = [r["batch_size"] for r in cells]
+            label = f"m = {m}" if dtype == "float64" else None
+            speed.plot(B, [r["chars_per_s"] for r in cells], style, color=f"C{k}", marker="o", markersize=3, label=label)
+            peak.plot(B, [100 * r["peak_fraction"] for r in cells], style, color=f"C{k}", marker="o", markersize=3)
+    for ax in (speed, peak):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("streams B")
+        ax.grid(True, alpha=0.3)
+    speed.set_yscale("log")
+    speed.set_ylabel("characters/s")
+    peak.set_ylabel("% of the matrix-product peak")
+    speed.legend(title="solid float64, dashed float32", fontsize=8, title_fontsize=8)
+    return fig

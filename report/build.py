@@ -442,6 +442,17 @@ def study_bench(a, corpus, bench: dict) -> dict:
     return result
 
 
+def scaling_bench(a, corpus, args: list[str]) -> dict:
+    """The scaling table of the mini-batch study (m x B x type; reused as study_bench)."""
+    out = a.build / "bench-scaling.json"
+    result = cached_bench(a, args, out, {"corpus": corpus.sha256, "args": args[5:]}, "the scaling benchmark",
+                          "      scaling benchmark: m x B x float64/float32")
+    if result is None:
+        say(f"      scaling benchmark: reusing {rel(out)}")
+        return json.loads(out.read_text())
+    return result
+
+
 def studies_step(a, corpus) -> Path | None:
     """Step 4: the benchmarks and training runs of the sections beyond the assignment, and
     BUILD/beyond.json that lists them for the beyond notebook. None when every section is off."""
@@ -465,6 +476,8 @@ def studies_step(a, corpus) -> Path | None:
     start = time.perf_counter()
     for bench in benches:
         bench["result"] = study_bench(a, corpus, bench)
+    if "batches" in plan:
+        plan["batches"]["scaling"] = scaling_bench(a, corpus, plan["batches"]["scaling_args"])
     shas = {a.corpus_spec: corpus.sha256}
     if a.tweets_corpus is not None:
         shas[a.tweets_spec] = a.tweets_corpus.sha256

@@ -221,3 +221,13 @@ def test_seed_spread_median_best_worst_and_best_seed():
     assert s.best_updates[s.seeds.index(7)] == 99_000
     with pytest.raises(ValueError):
         analysis.seed_spread({})
+
+
+def test_scaling_point_reads_both_types():
+    rows = [{"dtype": dt, "m": m, "batch_size": B, "chars_per_s": c, "peak_fraction": f}
+            for dt, m, B, c, f in [("float64", 100, 32, 400_000, 0.75), ("float32", 100, 32, 820_000, 0.7),
+                                   ("float64", 100, 1, 200_000, 0.3)]]
+    p = analysis.scaling_point({"rows": rows}, 100, 32)
+    assert (p.chars64, p.chars32, p.peak64, p.peak32) == (400_000, 820_000, 0.75, 0.7)
+    assert p.float32_gain == pytest.approx(2.05)
+    assert analysis.scaling_point({"rows": rows}, 100, 1) is None  # no float32 figure

@@ -151,7 +151,7 @@ def test_select_sections_keeps_their_cells_and_numbers_them_on(tmp_path):
 
 # --- the beyond notebook on small real runs -------------------------------------------------------
 
-TINY = studies.Budget(bench_chars=500, bench_reference_updates=3, heldout_updates=60, heldout_val_every=20,
+TINY = studies.Budget(bench_chars=500, bench_reference_updates=3, scaling_seconds=0.01, heldout_updates=60, heldout_val_every=20,
                       race_seconds=0.3, race_rnn_val_every=20, race_lstm_val_every=2, optimizer_updates=40,
                       optimizer_val_every=20, tweet_updates=30, tweet_sample_every=10)
 
@@ -186,6 +186,10 @@ def beyond(tmp_path_factory):
                        "reference_updates": 3, "updates_per_s": 1000.0 / B ** 0.5, "reference_updates_per_s": 100.0,
                        "chars_per_s": round(25_000 * B ** 0.5), "reference_chars_per_s": 2500,
                        "speedup": round(10 * B ** 0.5, 2)}
+    plan["batches"]["scaling"] = {"peak_gflop_per_s": {"float64": 50.0, "float32": 100.0}, "rows": [
+        {"dtype": dt, "m": m, "batch_size": B, "chars_per_s": round(k * 10_000 * B ** 0.5 / m),
+         "peak_fraction": min(1.0, 0.1 * B ** 0.5) / k}
+        for dt, k in (("float64", 1), ("float32", 2)) for m in (50, 100) for B in (1, 8, 32)]}
     plan["quick"], plan["workers"], plan["scheduler"] = True, 2, None
     (d / "beyond.json").write_text(json.dumps(studies.to_json(plan)), encoding="utf-8")
     main = plan["heldout"]["runs"][1].dir
@@ -221,10 +225,13 @@ def test_beyond_intro_says_quick_and_the_machine(beyond):
 
 def test_batches_section(beyond):
     said = beyond["sections"]["batches"]
+    assert (beyond["dir"] / "figures" / "scaling.png").is_file()
+    point = analysis.scaling_point(beyond["plan"]["batches"]["scaling"], 100, 32)
+    assert f"float32 processes {point.float32_gain:.1f} times" in said and "2.0 times" in said
     assert sum(line.startswith("| ") for line in said.splitlines()) == 1 + len(studies.BATCH_SIZES)
     assert "grow 11.3-fold" in said  # sqrt(128) / sqrt(1), as the fake results say
     assert "B = 128 with" in said
-    assert [c[:3] for c in commands_in(said)] == [["a4lib", "bench", "--json"]] * len(studies.BATCH_SIZES)
+    assert [c[:3] for c in commands_in(said)] == [["a4lib", "bench", "--json"]] * (len(studies.BATCH_SIZES) + 1)
 
 
 def test_heldout_section(beyond):

@@ -24,7 +24,8 @@ SUBHEADINGS = ["Hyperparameters", "Timings", "Versions", "To reproduce"]
 BEYOND_HEADINGS = ["7. Mini-batches: characters per second", "8. Held-out evaluation",
                    "9. LSTM against the vanilla RNN", "10. Sampling: temperature and top-p",
                    "11. Optimizers: AdaGrad, RMSProp, Adam", "12. Tweets"]
-FIGURES = {"3. Smooth loss": ["smooth_loss.png", "seeds.png"], "8. Held-out": ["heldout.png"],
+FIGURES = {"3. Smooth loss": ["smooth_loss.png", "seeds.png"], "7. Mini-batches": ["scaling.png"],
+           "8. Held-out": ["heldout.png"],
            "9. LSTM": ["lstm_vs_rnn.png"], "11. Optimizers": ["optimizers.png"]}
 TWEETS = ROOT.parent / "shared" / "data" / "condensed_2018.json"
 SPECIAL = ["ü", "•", "“", "”", "‘", "’", "—", "–", "…", "é", "ß", "×"]
@@ -345,7 +346,7 @@ def test_a_second_build_reuses_the_run(built):
         assert step in r.stdout, step
     plan = json.loads((built["out"] / "build" / "beyond.json").read_text())
     n_runs = sum(len(plan[k]["runs"]) for k in ("heldout", "lstm", "optimizers", "tweets"))
-    assert r.stdout.count("reusing") == 3 + 4 + n_runs  # + the four benchmarks and every study run
+    assert r.stdout.count("reusing") == 3 + 4 + 1 + n_runs  # + the four benchmarks, the scaling one, every study run
     assert "      training " not in r.stdout
 
 
