@@ -28,6 +28,7 @@ report/quick/figures/). A relative path given here resolves from the working dir
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -74,6 +75,14 @@ class BuildError(Exception):
 
 def say(msg: str) -> None:
     print(f"report: {msg}", flush=True)
+
+
+@contextlib.contextmanager
+def timed(what: str):
+    """Say how long the steps inside took (where a build's time goes)."""
+    start = time.perf_counter()
+    yield
+    say(f"      {what} took {time.perf_counter() - start:.0f} s")
 
 
 def rel(path: Path) -> str:
@@ -544,7 +553,8 @@ def execute_report(a) -> Path:
     say(f"[5/{STEPS}] the report notebook (papermill) -> {rel(out)}")
     params = {"seeds_json": str(a.seeds_json), "gradcheck_json": str(a.build / "gradcheck.json"),
               "bench_json": str(a.build / "bench.json"), "figures_dir": str(a.figures),
-              "passage_length": a.passage_length, "seed": a.config.seed, "quick": a.quick}
+              "passage_length": a.passage_length, "seed": a.config.seed, "quick": a.quick,
+              "samples_until": None if a.quick else MIN_UPDATES}  # the handout: every 10,000 to 100,000
     return papermill_run(NOTEBOOK, out, params, "report")
 
 
@@ -690,21 +700,24 @@ def main(argv=None) -> int:
         a.tweets_spec, a.tweets_corpus = tweet_corpus(a)
         for d in (a.build, a.figures, a.html_dir):
             d.mkdir(parents=True, exist_ok=True)
-        checks_ok = gradient_check(a, corpus, a.config)
-        benchmark(a, corpus, a.config)
-        a.seeds_json = training(a, corpus, a.config)
-        a.main_run = best_seed_run(a.seeds_json)
+        with timed("gradient check and benchmark"):
+            checks_ok = gradient_check(a, corpus, a.config)
+            benchmark(a, corpus, a.config)
+        with timed("training"):
+            a.seeds_json = training(a, corpus, a.config)
+            a.main_run = best_seed_run(a.seeds_json)
         plan_file = studies_step(a, corpus)
         kernel_env()
-        executed = execute_report(a)
-        if plan_file is not None:
-            beyond = execute_beyond(a, plan_file)
-            for path in (executed, beyond):
-                strip_streams(path, report_to=say)
-            executed = merge_notebooks(executed, beyond, out=a.build / "document.ipynb")
-        html_file = to_html(a, executed)
-        if a.chromium:
-            to_pdf(a, html_file)
+        with timed("notebooks, HTML and PDF"):
+            executed = execute_report(a)
+            if plan_file is not None:
+                beyond = execute_beyond(a, plan_file)
+                for path in (executed, beyond):
+                    strip_streams(path, report_to=say)
+                executed = merge_notebooks(executed, beyond, out=a.build / "document.ipynb")
+            html_file = to_html(a, executed)
+            if a.chromium:
+                to_pdf(a, html_file)
     except BuildError as err:
         say(f"error: {err}")
         return 1
