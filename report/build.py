@@ -703,7 +703,7 @@ def main(argv=None) -> int:
         with timed("gradient check and benchmark"):
             checks_ok = gradient_check(a, corpus, a.config)
             benchmark(a, corpus, a.config)
-        with timed("training"):
+        with timed("the main run"):
             a.seeds_json = training(a, corpus, a.config)
             a.main_run = best_seed_run(a.seeds_json)
         plan_file = studies_step(a, corpus)
