@@ -227,6 +227,17 @@ def _target(grads: Params, name: str, like: np.ndarray) -> np.ndarray:
     return np.empty_like(like)
 
 
+def _store(grads: Params, out: dict) -> None:
+    """Put the gradients the kernels wrote (``_targets``) into ``grads``: copied into arrays that
+    were given but could not be written into, added where none was given."""
+    for name, g in out.items():
+        if grads.get(name) is not g:
+            if name in grads:
+                grads[name][...] = g
+            else:
+                grads[name] = g
+
+
 def _targets(grads: Params, P: tuple) -> dict:
     """The arrays the kernels write the gradients into (``_target`` of each), by name."""
     given = tuple(grads.get(name) for name in NAMES)
@@ -265,12 +276,7 @@ def loss_and_grads(params: Params, x, y, h0, grads: Params | None = None) -> tup
             _backward_all(W, x, pl, out["b"], out["U"])
             np.dot(pl.D2.T, pl.H_in, out=out["W"])
 
-    for name, g in out.items():
-        if grads.get(name) is not g:
-            if name in grads:
-                grads[name][...] = g
-            else:
-                grads[name] = g
+    _store(grads, out)
     h_last = pl.H[-1]
     return loss, grads, (h_last[0] if single else h_last).copy()
 

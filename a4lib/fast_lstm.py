@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels as k
-from .fast import _floats, _indices, _targets, compute_type
+from .fast import _floats, _indices, _store, _targets, compute_type
 from .kernels import available  # noqa: F401
 from .lstm import NAMES, init_params, step, zero_state  # noqa: F401  (the model's other functions are lstm's)
 
@@ -150,12 +150,7 @@ def loss_and_grads(params: Params, x, y, h0, grads: Params | None = None) -> tup
     out = _targets(grads, P)
     loss, pl = _forward_loss(P, x, y, state0, True, out["c"])
     _backward(P, x, pl, out)
-    for name, g in out.items():
-        if grads.get(name) is not g:
-            if name in grads:
-                grads[name][...] = g
-            else:
-                grads[name] = g
+    _store(grads, out)
     return loss, grads, _last_state(pl, single)
 
 
