@@ -2,7 +2,7 @@
 # Both create the virtual environment .venv and install the project into it when needed.
 #
 #   make report                  the full assignment run -> report/report.html, report/report.pdf
-#   make report QUICK=1          a small run (about a minute), same sections -> report/quick/
+#   make report QUICK=1          a small run (about 25 s), same sections -> report/quick/
 #                                (never replaces report/report.pdf, the submission)
 #   make report CORPUS=path ETA=0.05 M=100 SEQ_LENGTH=25 SIG=0.01 SEED=0 N_UPDATES=... N_EPOCHS=5
 #   make report TRAIN_ARGS='--backend numpy --clip 1'   any other `a4lib train` flag for the main run

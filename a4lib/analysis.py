@@ -112,7 +112,6 @@ class SmoothLoss:
 
     updates: int
     epochs: float
-    epochs_begun: int  # epochs that began before the last update
     first: float | None
     best: float | None
     best_update: int | None  # the update of the best parameters (by held-out loss when there is one)
@@ -132,7 +131,6 @@ def smooth_loss(run) -> SmoothLoss:
     updates = int(s.get("updates", len(smooth)))
     return SmoothLoss(
         updates=updates, epochs=float(s.get("epochs") or 0.0),
-        epochs_begun=len([e for e in run.epoch_starts if e < updates]) or 1,
         first=float(smooth[0]) if len(smooth) else None,
         best=float(smooth.min()) if len(smooth) else None,
         best_update=s.get("best_update"),
@@ -203,11 +201,6 @@ class GradcheckSummary:
     sigs: tuple[float, ...]
     floors: tuple[float, ...]
     seconds: tuple[float, ...]
-
-    @property
-    def raised_sig(self) -> bool:
-        """True when a larger network was checked with sig above the handout's 0.01."""
-        return any(m > 10 and sig != 0.01 for m, sig in zip(self.ms, self.sigs))
 
 
 def gradcheck_summary(results: Sequence[Mapping]) -> GradcheckSummary | None:
@@ -443,7 +436,7 @@ def passage(run_dir: str | Path, length: int = 1000, seed: int = 0, temperature:
     from .sample import generate
 
     params, meta = load_params(run_dir, which)
-    vocab = Corpus.from_vocabulary(meta["corpus"]["chars"], meta["corpus"]["name"])
+    vocab = Corpus.from_vocabulary(meta["corpus"]["chars"], meta["corpus"]["name"], meta["corpus"].get("is_tweets"))
     text = generate(get_model(meta["config"]["model"]), params, vocab, length, np.random.default_rng(seed),
                     temperature, top_p, prime, load_state(run_dir, which))
     if which == "best":

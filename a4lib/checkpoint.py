@@ -21,6 +21,14 @@ class CheckpointError(ValueError):
 
 
 def _umask() -> int:
+    """The process's umask: read from /proc where it can be (setting it, even for a moment, would
+    race with other threads' files), else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

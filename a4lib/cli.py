@@ -1,4 +1,4 @@
-"""The command line: ``a4lib train | generate | gradcheck | bench | runs`` (also ``python -m a4lib``).
+"""The command line: ``a4lib train | generate | gradcheck | bench | sweep | runs`` (also ``python -m a4lib``).
 
 Bad input gets one line on stderr and exit code 2; a diverged run or a failed check exits 1; a
 run stopped by Ctrl-C exits 130, by SIGTERM 143 (saved, resumable).
@@ -20,7 +20,7 @@ from .config import MODEL_NAMES, Config, add_arguments, given
 from .corpus import Corpus, CorpusError, load_corpus
 from .gradcheck import format_table, run_checks
 from .models import get_model
-from .rundir import RunDirError, latest_run, list_runs
+from .rundir import latest_run, list_runs
 from .sample import generate
 from .train import TrainingError, train
 

@@ -102,12 +102,9 @@ def pairs(items: Iterable[tuple[str, object]], header=("", "")) -> Markdown:
 
 def figure(fig, path: str | Path | None = None, caption: str | None = None, dpi: int = 150) -> None:
     """Show a matplotlib figure (saved as PNG to ``path`` when given) and its caption below it."""
-    from .plots import png_bytes
+    from .plots import png_bytes, save
 
-    data = png_bytes(fig, dpi)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
+    data = png_bytes(fig, dpi) if path is None else save(fig, path, dpi).read_bytes()
     show(Image(data=data, format="png"))
     if caption:
         show(Markdown(caption))

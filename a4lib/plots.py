@@ -116,11 +116,11 @@ def png_bytes(fig: Figure, dpi: int = 150) -> bytes:
 
 
 def save(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
-    """Write the figure as PNG to ``path`` (folders made as needed); the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png_bytes(fig, dpi))
-    return path
+    """Write the figure as PNG to ``path`` atomically (folders made as needed); the path."""
+    from .checkpoint import write_bytes
+
+    write_bytes(Path(path), png_bytes(fig, dpi))
+    return Path(path)
 
 
 # --- the studies beyond the assignment -------------------------------------------------------

@@ -24,7 +24,6 @@ from .checkpoint import CHECKPOINT, read_json, write_json
 
 PROVENANCE = "provenance.json"
 LOCK = ".lock"
-RUN_FILES = ("config.json", "summary.json", "samples.json", "history.npz", CHECKPOINT, PROVENANCE)
 
 
 class RunDirError(ValueError):
@@ -185,11 +184,6 @@ class Run:
         """The epoch (1, 2, ...) that update number ``update`` belongs to (0: the first)."""
         return sum(1 for s in self.epoch_starts if s < max(update, 1))
 
-    def smooth_loss_at(self, update: int) -> float | None:
-        """The smooth loss recorded after update ``update`` (None for update 0)."""
-        smooth = self.history.get("smooth_loss", [])
-        return float(smooth[update - 1]) if 1 <= update <= len(smooth) else None
-
     def vocabulary(self) -> list[str]:
         """The vocabulary (index order) stored in the run's checkpoint."""
         from .checkpoint import load_meta
@@ -232,14 +226,18 @@ def list_runs(folder: str | Path) -> list[dict]:
                                *folder.glob("*/*/config.json")]}
     rows = []
     for d in dirs:
-        config = read_json_or(d / "config.json", {}) or {}
-        summary = read_json_or(d / "summary.json", {}) or {}
+        try:
+            config = read_json_or(d / "config.json", {}) or {}
+            summary = read_json_or(d / "summary.json", {}) or {}
+            said = status(d)
+        except (OSError, ValueError):  # a file cut short or not JSON: the run is listed as such
+            config, summary, said = {}, {}, "unreadable"
         when = max((d / f).stat().st_mtime for f in ("config.json", "summary.json") if (d / f).is_file())
         rows.append({
             "name": str(d.relative_to(folder)) if d != folder else d.name,
             "model": config.get("model"), "corpus": config.get("corpus"),
             "updates": summary.get("updates"), "best_smooth_loss": summary.get("best_smooth_loss"),
-            "best_val_loss": summary.get("best_val_loss"), "status": status(d),
+            "best_val_loss": summary.get("best_val_loss"), "status": said,
             "date": _dt.datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M"), "mtime": when,
         })
     return sorted(rows, key=lambda r: r["mtime"])

@@ -96,6 +96,16 @@ def make_plan(starts: np.ndarray, ends: np.ndarray, cfg: Config, rng: np.random.
     return seg.reshape(-1, B, 2)
 
 
+def updates_per_epoch(corpus: Corpus, cfg: Config) -> int:
+    """How many updates one epoch of ``cfg`` on ``corpus`` makes (the split, the streams, the
+    order and the tweets taken into account)."""
+    n_train, _, _ = split(corpus, cfg.val_fraction)
+    starts, ends = segments(corpus, cfg, n_train)
+    plan = make_plan(starts, ends, cfg, np.random.default_rng(cfg.seed))
+    keep_tail = cfg.order == "chunks" or corpus.is_tweets
+    return int(sum(steps_in(int(n), cfg.seq_length, keep_tail) for n in plan[:, 0, 1] - plan[:, 0, 0]))
+
+
 def steps_in(length: int, seq_length: int, keep_tail: bool) -> int:
     """How many updates a segment of ``length`` characters gives."""
     return (length - 1) // seq_length if not keep_tail else math.ceil((length - 1) / seq_length)

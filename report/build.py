@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import studies  # noqa: E402  (report/studies.py)
 from a4lib import config as settings  # noqa: E402
 from a4lib.config import Config  # noqa: E402
+from a4lib.train import updates_per_epoch  # noqa: E402
 
 TEMPLATES = ROOT / "report" / "templates"
 NOTEBOOKS = ROOT / "notebooks"
@@ -70,7 +71,11 @@ MAKE_VARIABLES = {"corpus": "CORPUS", "m": "M", "eta": "ETA", "seq_length": "SEQ
 
 
 class BuildError(Exception):
-    """A step failed; the message says which and why (one line, no traceback)."""
+    """A step failed; the message says which and why (one line, no traceback): exit code 1."""
+
+
+class BadInput(BuildError):
+    """A bad setting, corpus or tweet file given to the build: exit code 2."""
 
 
 def say(msg: str) -> None:
@@ -208,14 +213,14 @@ def main_config(a, corpus) -> Config:
     if a.quick:
         base["sample_every"] = QUICK_SAMPLE_EVERY
     try:
-        cfg = Config(**{**base, **a.overrides})
+        cfg = Config(**{**base, **a.overrides}).validate()
         if cfg.n_updates is None:
-            n_seq = (len(corpus.text) - 1) // cfg.seq_length
             epochs = a.overrides.get("n_epochs", MAIN_EPOCHS)
-            cfg = cfg.replace(n_updates=QUICK_UPDATES if a.quick else max(MIN_UPDATES, epochs * n_seq))
+            cfg = cfg.replace(n_updates=QUICK_UPDATES if a.quick else
+                              max(MIN_UPDATES, epochs * updates_per_epoch(corpus, cfg)))
         return cfg.validate()
-    except settings.ConfigError as err:
-        raise BuildError(str(err)) from None
+    except ValueError as err:  # ConfigError, or a batch size the text cannot hold
+        raise BadInput(str(err)) from None
 
 
 def find_chromium(given: str | None) -> str:
@@ -343,10 +348,12 @@ def clear_run_dir(run: Path) -> None:
 def prepare(a, runs: dict[Path, Config], sha256: dict[str, str]) -> dict[Path, Config]:
     """The runs to train (new, or interrupted ones to resume); a stale run this build made (other
     settings, text or run format) is removed first, a reusable one left out."""
-    from a4lib.rundir import write_provenance
+    from a4lib.rundir import is_locked, write_provenance
 
     todo = {}
     for run, cfg in runs.items():
+        if is_locked(run):
+            raise BuildError(f"{rel(run)} is in use: another process is training into it")
         sha = sha256[cfg.corpus]
         if not a.force and reusable(run, cfg, sha):
             continue
@@ -363,7 +370,7 @@ def train_runs(a, runs: dict[Path, Config], workers: int | None = None) -> None:
     worker processes, ``workers`` of them, default one per core; or the Dask cluster of
     ``--scheduler``); a BuildError naming those that did not finish. This is the one place the
     build trains."""
-    from a4lib.sweep import SweepInterrupted, run_many
+    from a4lib.sweep import run_many
 
     by_folder: dict[Path, dict[str, Config]] = {}
     for run, cfg in runs.items():
@@ -373,8 +380,6 @@ def train_runs(a, runs: dict[Path, Config], workers: int | None = None) -> None:
         try:
             summaries = run_many(named, folder, workers=workers or min(len(named), os.cpu_count() or 1),
                                  scheduler=a.scheduler)
-        except SweepInterrupted:
-            raise KeyboardInterrupt from None
         except (ValueError, OSError) as err:  # a bad setting or corpus (ConfigError, CorpusError), a run in use
             raise BuildError(str(err)) from None
         failed += [f"{name} {s.get('status', 'failed')}" + (f": {s['error'][:200]}" if s.get("error") else "")
@@ -387,9 +392,9 @@ def training(a, corpus, cfg: Config) -> Path:
     """Step 3: the main run from ``a.n_seeds`` initial seeds; BUILD/seeds.json lists them."""
     runs = {a.run / f"seed={cfg.seed + k}": cfg.replace(seed=cfg.seed + k) for k in range(a.n_seeds)}
     todo = prepare(a, runs, {cfg.corpus: corpus.sha256})
-    n_seq = (len(corpus.text) - 1) // cfg.seq_length
+    per_epoch = updates_per_epoch(corpus, cfg)
     what = (f"{a.n_seeds} seeds ({cfg.seed} to {cfg.seed + a.n_seeds - 1}) of {cfg.n_updates:,} updates "
-            f"({cfg.n_updates / max(1, n_seq):.2f} epochs of {n_seq:,} sequences)")
+            f"({cfg.n_updates / max(1, per_epoch):.2f} epochs of {per_epoch:,} updates)")
     if todo:
         say(f"[3/{STEPS}] training: {what} into {rel(a.run)}" + (f", reusing {len(runs) - len(todo)}" if len(todo) < len(runs) else ""))
         train_runs(a, todo)
@@ -431,9 +436,9 @@ def tweet_corpus(a):
     try:
         corpus = load_corpus(spec)
     except CorpusError as err:
-        raise BuildError(f"TWEETS={spec}: {err}") from None
+        raise BadInput(f"TWEETS: {err}") from None
     if not corpus.is_tweets:
-        raise BuildError(f"TWEETS={spec}: not a tweet corpus (a JSON list of objects with a \"text\" field)")
+        raise BadInput(f"TWEETS={spec}: not a tweet corpus (a JSON list of objects with a \"text\" field)")
     return str(Path(spec).resolve()), corpus
 
 
@@ -469,7 +474,7 @@ def studies_step(a, corpus) -> Path | None:
         say(f"[4/{STEPS}] studies beyond the assignment: none (switched off)")
         return None
     if corpus.is_tweets and set(a.sections) - {"sampling", "tweets"}:
-        raise BuildError(f"CORPUS={a.corpus_spec} is a tweet corpus: the studies beyond the assignment need a plain "
+        raise BadInput(f"CORPUS={a.corpus_spec} is a tweet corpus: the studies beyond the assignment need a plain "
                          f"text (give the tweets with TWEETS=, or leave the studies out with BEYOND=0)")
     plan = studies.plan(a.sections, a.corpus_spec, len(corpus.text), a.studies,
                         studies.QUICK if a.quick else studies.FULL, tweets=a.tweets_spec, seed=a.config.seed)
@@ -692,7 +697,7 @@ def main(argv=None) -> int:
         try:
             corpus = load_corpus(a.corpus, a.overrides.get("seq_length", 1))
         except CorpusError as err:
-            raise BuildError(str(err)) from None
+            raise BadInput(str(err)) from None
         a.corpus_spec = corpus_spec(a.corpus, corpus)
         a.config = main_config(a, corpus)
         say(f"corpus {corpus.name}: {len(corpus.text):,} characters, K = {corpus.K}"
@@ -712,18 +717,16 @@ def main(argv=None) -> int:
             executed = execute_report(a)
             if plan_file is not None:
                 beyond = execute_beyond(a, plan_file)
-                for path in (executed, beyond):
-                    strip_streams(path, report_to=say)
                 executed = merge_notebooks(executed, beyond, out=a.build / "document.ipynb")
             html_file = to_html(a, executed)
             if a.chromium:
                 to_pdf(a, html_file)
     except BuildError as err:
         say(f"error: {err}")
-        return 1
-    except KeyboardInterrupt:
+        return 2 if isinstance(err, BadInput) else 1
+    except KeyboardInterrupt as err:  # a4lib.sweep.SweepInterrupted says which signal
         say("interrupted: the runs are saved; the next build continues or reuses them")
-        return 130
+        return 143 if getattr(err, "signal_name", None) == "SIGTERM" else 130
     say(f"done in {time.perf_counter() - start:.0f} s: {rel(a.html_dir / 'report.html')}"
         + ("" if a.no_pdf else f", {rel(a.html_dir / 'report.pdf')}"))
     if not checks_ok:

@@ -581,3 +581,40 @@ def test_the_readme_papermill_output_is_ignored_by_git():
 def test_the_readme_lists_provenance_among_the_run_files():
     paragraphs = readme().split("\n\n")
     assert any("run directory" in p and "provenance.json" in p for p in paragraphs)
+
+
+# --- found in review -------------------------------------------------------------------------------
+
+def test_runs_lists_a_run_with_a_corrupt_summary_as_unreadable(run_copy, tmp_path):
+    from a4lib.rundir import list_runs
+
+    (run_copy / "summary.json").write_text("{", encoding="utf-8")
+    rows = list_runs(tmp_path)
+    assert [(r["name"], r["status"]) for r in rows] == [("run", "unreadable")]
+    code, out, err = run_main("runs", str(tmp_path))
+    assert code == 0 and "unreadable" in out
+
+
+def test_a_plain_text_with_an_end_of_text_character_generates_prose(tmp_path):
+    """The report's passage (analysis.passage) knows a plain text with one EOT is no tweet corpus."""
+    from a4lib import analysis
+
+    path = tmp_path / "prose.txt"
+    path.write_text(_some_text(3000) + "\x03" + _some_text(3000), encoding="utf-8")
+    train_in_process(path, tmp_path / "run", "--updates", 30)
+    passage = analysis.passage(tmp_path / "run", 400)
+    assert len(passage.text) == 401  # the priming character and 400 more: no stop at EOT, no 280 limit
+
+
+def test_a_sweep_refuses_dask_workers_with_several_threads(tmp_path, text):
+    """Two runs in threads of one process would share their work buffers: refused in one line."""
+    distributed = pytest.importorskip("distributed")
+    from a4lib import Config
+    from a4lib.config import ConfigError
+    from a4lib.sweep import run_many
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        with pytest.raises(ConfigError, match="threads each"):
+            run_many({"a": Config(corpus=str(text), m=5, n_updates=5)}, tmp_path, scheduler=cluster.scheduler_address)
+    assert not (tmp_path / "a").exists()

@@ -501,3 +501,18 @@ def test_periodic_checkpoints_stay_a_small_share_of_the_time(small_text, tmp_pat
     assert 2 <= len(saves) <= 300 // 5
     gaps = np.diff(saves[:-1])
     assert (gaps >= 1).all()
+
+
+def test_updates_per_epoch_counts_what_the_trainer_walks(tmp_path, small_text):
+    """The library's count of an epoch's updates equals the trainer's, for the handout's walk, B streams,
+    a held-out part and chunks."""
+    from a4lib import Config
+    from a4lib.train import updates_per_epoch
+
+    small_text = str(small_text)
+    corpus = load_corpus(small_text)
+    for cfg in (Config(corpus=small_text, m=5, seq_length=10), Config(corpus=small_text, m=5, seq_length=10, batch_size=4),
+                Config(corpus=small_text, m=5, seq_length=10, val_fraction=0.2),
+                Config(corpus=small_text, m=5, seq_length=10, order="chunks", chunk_length=50)):
+        assert updates_per_epoch(corpus, cfg) == Trainer(cfg, tmp_path / "unused").updates_per_epoch()
+    assert updates_per_epoch(corpus, Config(corpus=small_text, seq_length=10)) == (len(corpus.ids) - 1) // 10
