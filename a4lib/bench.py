@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import BACKENDS, DTYPES, MODEL_NAMES, OPTIMIZER_NAMES, Config
+from .config import Config
+from .config import add_arguments as add_config_arguments
 from .train import Trainer
 
 SCALING_M = (50, 100, 200, 400)
@@ -33,18 +34,14 @@ class BenchError(ValueError):
     """Bad bench arguments."""
 
 
+#: the training settings a benchmark takes (their flags, defaults and checks come from Config)
+SETTINGS = ("corpus", "model", "m", "seq_length", "batch_size", "dtype", "optimizer", "backend")
+
+
 def add_arguments(b: argparse.ArgumentParser) -> None:
-    b.add_argument("--corpus", help="the text (default: as for train)")
-    b.add_argument("--model", default="rnn", choices=MODEL_NAMES, help="the network timed (default: rnn)")
-    b.add_argument("--m", type=int, default=100, help="hidden units (default: 100)")
-    b.add_argument("--seq-length", type=int, default=25, help="characters per sequence (default: 25)")
-    b.add_argument("--batch-size", type=int, default=1, help="parallel streams B (default: 1)")
-    b.add_argument("--dtype", default="float64", choices=DTYPES, help="type of the step (default: float64; "
-                                                                      "reference.py is always float64)")
-    b.add_argument("--optimizer", default="adagrad", choices=OPTIMIZER_NAMES, help="(default: adagrad)")
+    add_config_arguments(b, only=SETTINGS)  # reference.py is always float64, B = 1
     b.add_argument("--updates", type=int, default=2000, help="updates timed (default: 2000)")
     b.add_argument("--reference-updates", type=int, help="updates of reference.py timed (default: --updates / 4)")
-    b.add_argument("--backend", default="auto", choices=BACKENDS, help="(default: auto)")
     b.add_argument("--repeat", type=int, help="time each figure this many times, keep the best "
                                               "(default: 1; 3 with --scaling)")
     b.add_argument("--scaling", action="store_true",
@@ -190,18 +187,18 @@ def scaling_table(result: dict) -> str:
 
 
 def command(a) -> int:
+    c = Config.from_namespace(a)
     repeat = a.repeat if a.repeat is not None else (3 if a.scaling else 1)
     ref_updates = a.reference_updates if a.reference_updates is not None else max(1, a.updates // 4)
-    if min(a.m, a.seq_length, a.batch_size, a.updates, ref_updates, repeat) < 1 or not a.scaling_seconds > 0:
-        raise BenchError("--m, --seq-length, --batch-size, --updates, --reference-updates and --repeat must be >= 1, "
-                         "--scaling-seconds > 0")
+    if min(a.updates, ref_updates, repeat) < 1 or not a.scaling_seconds > 0:
+        raise BenchError("--updates, --reference-updates and --repeat must be >= 1, --scaling-seconds > 0")
     if a.scaling:
-        r = scaling(a.corpus, a.seq_length, a.backend, a.model, a.optimizer, repeat,
+        r = scaling(c.corpus, c.seq_length, c.backend, c.model, c.optimizer, repeat,
                     reference_updates=a.reference_updates or 100, seconds=a.scaling_seconds)
         print(json.dumps(r) if a.json else scaling_table(r))
         return 0
-    r = bench(a.corpus, a.m, a.seq_length, a.batch_size, a.updates, ref_updates, a.backend, a.dtype, a.model,
-              a.optimizer, repeat)
+    r = bench(c.corpus, c.m, c.seq_length, c.batch_size, a.updates, ref_updates, c.backend, c.dtype, c.model,
+              c.optimizer, repeat)
     if a.json:
         print(json.dumps(r))
     else:

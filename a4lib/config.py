@@ -198,12 +198,14 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
-def add_arguments(parser: argparse.ArgumentParser, exclude=()) -> None:
-    """Add a flag for every setting: its help shows the default and what is allowed. Flags that
-    are not given are absent from the namespace (``given`` returns the ones that were)."""
-    stop = parser.add_mutually_exclusive_group()
+def add_arguments(parser: argparse.ArgumentParser, exclude=(), only=None) -> None:
+    """Add a flag for every setting (or for those in ``only``): its help shows the default and what
+    is allowed. Flags that are not given are absent from the namespace (``given`` returns the ones
+    that were)."""
+    names = [f.name for f in fields(Config) if f.name not in exclude and (only is None or f.name in only)]
+    stop = parser.add_mutually_exclusive_group() if {"n_epochs", "n_updates"} & set(names) else None
     for f in fields(Config):
-        if f.name in exclude:
+        if f.name not in names:
             continue
         base, optional = value_type(f.name)
         meta = f.metadata

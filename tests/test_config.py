@@ -143,3 +143,21 @@ def test_only_names_of_the_parameter_cells_are_checked():
     notebook.check_names(ns, {"m", "eta"}, assigned={"m", "eta"})
     with pytest.raises(notebook.ParameterError, match="etta"):
         notebook.check_names({**ns, "etta": 0.05}, {"m", "eta"}, assigned=assigned)
+
+
+def test_bench_settings_come_from_config():
+    """The bench's training flags are Config's (same flag, help and check), not typed in again."""
+    from a4lib import bench
+    from a4lib.cli import Parser, UsageError
+
+    p = Parser()
+    bench.add_arguments(p)
+    ours = {a.dest: a for a in p._actions if a.dest in FIELDS}
+    assert set(ours) == set(bench.SETTINGS)
+    q = argparse.ArgumentParser()
+    add_arguments(q)
+    for name, action in ours.items():
+        theirs = next(a for a in q._actions if a.dest == name)
+        assert (action.option_strings, action.help) == (theirs.option_strings, theirs.help)
+    with pytest.raises(UsageError, match="--m"):
+        p.parse_args(["--m", "0"])
