@@ -22,8 +22,10 @@ BACKENDS = ("auto", "numpy", "numba")
 OPTIMIZER_NAMES = ("adagrad", "rmsprop", "adam")
 ORDERS = ("sequential", "chunks")
 DTYPES = ("float64", "float32")
+#: the settings that say where a run stops
+BUDGET = ("n_epochs", "n_updates", "max_seconds")
 #: what a resume may set anew: where to stop (the corpus is compared by its sha256 instead)
-RESUME_MAY_CHANGE = ("corpus", "n_epochs", "n_updates", "max_seconds")
+RESUME_MAY_CHANGE = ("corpus", *BUDGET)
 
 
 class ConfigError(ValueError):

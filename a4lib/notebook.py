@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Any
 
-from .config import Config, ConfigError, check_value, near
+from .config import Config, ConfigError, near
 
 _before: set[str] = set()
 
@@ -105,15 +105,8 @@ def check_type(name: str, value: Any, kinds: type | tuple, allowed: str | None =
 
 def config_from(namespace: Mapping[str, Any]) -> Config:
     """The Config of the training settings in ``namespace`` (the others at their defaults), checked."""
-    values = {}
-    for f in fields(Config):
-        if f.name in namespace:
-            try:
-                values[f.name] = check_value(f.name, namespace[f.name])
-            except ConfigError as err:
-                raise ParameterError(str(err)) from None
     try:
-        return Config(**values).validate()
+        return Config(**{f.name: namespace[f.name] for f in fields(Config) if f.name in namespace}).validate()
     except ConfigError as err:
         raise ParameterError(str(err)) from None
 

@@ -49,12 +49,10 @@ from pathlib import Path
 
 from . import config as _config
 from .checkpoint import CHECKPOINT, write_bytes, write_json
-from .config import FIELDS, Config, ConfigError, check_value, flag_of, near
+from .config import BUDGET, FIELDS, RESUME_MAY_CHANGE, Config, ConfigError, check_value, flag_of, near
 from .corpus import BUILTIN, load_corpus
 from .rundir import RunDirError, read_json_or, status, write_provenance
 
-#: the settings that say where a run stops: a finished run is continued to a larger budget
-BUDGET = ("n_epochs", "n_updates", "max_seconds")
 #: the columns of sweep.csv after the name and the grid's settings
 CSV_COLUMNS = ("status", "updates", "best_smooth_loss", "final_smooth_loss", "best_val_loss", "seconds")
 
@@ -349,7 +347,7 @@ def plan(run_dir: Path, cfg: Config, corpora: _Corpora | None = None) -> str:
     if stored_dict is None:
         return "train"
     stored = Config.from_dict(stored_dict)
-    changed = stored.differences(cfg, ignore=("corpus", *BUDGET))
+    changed = stored.differences(cfg, ignore=RESUME_MAY_CHANGE)
     if changed:
         name = changed[0]
         raise RunDirError(f"{run_dir} holds a run with {name} = {getattr(stored, name)!r}, not {getattr(cfg, name)!r}: "

@@ -408,10 +408,10 @@ def training(a, corpus, cfg: Config) -> Path:
 def best_seed_run(seeds_json: Path) -> Path:
     """The run directory of the seed with the lowest smooth loss (the report's main run)."""
     from a4lib.analysis import seed_spread
-    from a4lib.rundir import load_run
+    from a4lib.rundir import read_json_or
 
     runs = {s["seed"]: Path(s["dir"]) for s in json.loads(seeds_json.read_text())}
-    return runs[seed_spread({k: load_run(d).summary for k, d in runs.items()}).best_seed]
+    return runs[seed_spread({k: read_json_or(d / "summary.json") for k, d in runs.items()}).best_seed]
 
 
 # --- step 4: the studies beyond the assignment ------------------------------------------------
