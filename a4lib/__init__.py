@@ -11,10 +11,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from .config import Config, ConfigError  # noqa: E402
 from .corpus import BUILTIN, EOT, Corpus, CorpusError, load_corpus  # noqa: E402
-from .models import get_model  # noqa: E402
+from .model import Network, make_network  # noqa: E402
 from .sample import generate  # noqa: E402
 from .train import Trainer, TrainingError, evaluate, train  # noqa: E402
 from . import sweep  # noqa: E402  (a4lib.sweep.sweep, a4lib.sweep.run_many)
 
-__all__ = ["BUILTIN", "EOT", "Corpus", "CorpusError", "load_corpus", "get_model", "generate",
+__all__ = ["BUILTIN", "EOT", "Corpus", "CorpusError", "load_corpus", "Network", "make_network", "generate",
            "Config", "ConfigError", "Trainer", "TrainingError", "evaluate", "train"]

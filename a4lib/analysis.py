@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,6 +261,38 @@ def rank(values: Mapping[str, float | None]) -> Ranking:
 
 
 @dataclass(frozen=True)
+class RunRanking:
+    """Runs ordered by their loss, best first (runs without a loss last): the one rule by which the
+    report, its build and a sweep choose the best run."""
+
+    by: str  # "held-out", "smooth per character" or "smooth"
+    order: tuple[tuple[Hashable, float | None], ...]
+
+    @property
+    def best(self) -> Hashable:
+        return self.order[0][0]
+
+
+def rank_runs(summaries: Mapping[Hashable, Mapping], seq_lengths: Mapping[Hashable, int] | None = None) -> RunRanking:
+    """Runs (key -> summary.json) ranked by their best held-out loss when every run with a loss has
+    one, else by their best smooth loss, per character when their seq_lengths differ."""
+    if not summaries:
+        raise ValueError("no runs to rank")
+    with_loss = [k for k, s in summaries.items() if s.get("best_smooth_loss") is not None]
+    lengths = seq_lengths or {}
+    if with_loss and all(summaries[k].get("best_val_loss") is not None for k in with_loss):
+        by, value = "held-out", (lambda k: summaries[k].get("best_val_loss"))
+    elif len({lengths.get(k) for k in summaries}) > 1:
+        by = "smooth per character"
+        value = (lambda k: None if summaries[k].get("best_smooth_loss") is None
+                 else summaries[k]["best_smooth_loss"] / lengths[k])
+    else:
+        by, value = "smooth", (lambda k: summaries[k].get("best_smooth_loss"))
+    valued = [(k, None if value(k) is None or not math.isfinite(value(k)) else float(value(k))) for k in summaries]
+    return RunRanking(by, tuple(sorted(valued, key=lambda kv: (kv[1] is None, kv[1] or 0.0))))
+
+
+@dataclass(frozen=True)
 class SeedSpread:
     """The same settings trained from several initial seeds: each seed's best smooth loss and the
     spread over seeds (the run of ``best_seed`` is the report's main run)."""
@@ -287,9 +319,7 @@ class SeedSpread:
         """Worst minus best."""
         return self.worst - self.best
 
-    @property
-    def best_seed(self) -> int:
-        return self.seeds[int(np.argmin(self.best_losses))]
+    best_seed: int  # the seed of the best run (``rank_runs``): the report's main run
 
 
 def seed_spread(summaries: Mapping[int, Mapping]) -> SeedSpread:
@@ -300,7 +330,16 @@ def seed_spread(summaries: Mapping[int, Mapping]) -> SeedSpread:
     return SeedSpread(seeds=tuple(seeds),
                       best_losses=tuple(float(summaries[s]["best_smooth_loss"]) for s in seeds),
                       best_updates=tuple(int(summaries[s]["best_update"]) for s in seeds),
-                      final_losses=tuple(float(summaries[s]["final_smooth_loss"]) for s in seeds))
+                      final_losses=tuple(float(summaries[s]["final_smooth_loss"]) for s in seeds),
+                      best_seed=int(rank_runs({s: summaries[s] for s in seeds}).best))
+
+
+def main_run(seeds: Mapping[int, str | Path]) -> Path:
+    """The run directory of the best of several seeds (seed -> run directory): the report's main run."""
+    from .rundir import read_json_or
+
+    dirs = {int(k): Path(d) for k, d in seeds.items()}
+    return dirs[seed_spread({k: read_json_or(d / "summary.json") for k, d in dirs.items()}).best_seed]
 
 
 @dataclass(frozen=True)
@@ -432,12 +471,12 @@ def passage(run_dir: str | Path, length: int = 1000, seed: int = 0, temperature:
     there, with their update and loss."""
     from .checkpoint import load_params, load_state
     from .corpus import Corpus
-    from .models import get_model
+    from .model import make_network
     from .sample import generate
 
     params, meta = load_params(run_dir, which)
     vocab = Corpus.from_vocabulary(meta["corpus"]["chars"], meta["corpus"]["name"], meta["corpus"].get("is_tweets"))
-    text = generate(get_model(meta["config"]["model"]), params, vocab, length, np.random.default_rng(seed),
+    text = generate(make_network(meta["config"], vocab.K, backend="numpy"), params, vocab, length, np.random.default_rng(seed),
                     temperature, top_p, prime, load_state(run_dir, which))
     if which == "best":
         update, loss, heldout = meta.get("best_update"), meta.get("best_loss"), meta["config"].get("val_fraction", 0) > 0

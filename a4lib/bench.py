@@ -8,9 +8,11 @@ types, with the fraction of the machine's matrix-product peak, measured here wit
 product per type (``peak_gflops``). The machine may be shared: ``--repeat N`` times everything N
 times and keeps the best (the scaling table: best of 3 by default).
 
-GFLOP/s count the matrix products only (a multiply-add is 2 FLOP), per character: the RNN
-6 m^2 + 6 K m (forward W h and V h; backward V^T dL/do, dV, W^T dL/da, dW), the LSTM
-24 m^2 + 6 K m (its W has 4m rows). U x_t is a column gather: no FLOP.
+GFLOP/s count the matrix products only (a multiply-add is 2 FLOP), per character: each layer's
+recurrence 6 G m^2 (forward W h, backward W^T dL/da and dW; W has G m rows: RNN G = 1, GRU 3,
+LSTM 4), each layer above the first as much again for its input product U h (forward, dL/dh
+below, dU), and the output layer 6 K m (V h, V^T dL/do, dV). U x_t of the first layer is a column
+gather: no FLOP. ``--models`` times every cell with 1 and 2 layers at the settings given.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class BenchError(ValueError):
 
 
 #: the training settings a benchmark takes (their flags, defaults and checks come from Config)
-SETTINGS = ("corpus", "model", "m", "seq_length", "batch_size", "dtype", "optimizer", "backend")
+SETTINGS = ("corpus", "model", "layers", "m", "seq_length", "batch_size", "dtype", "optimizer", "backend")
 
 
 def add_arguments(b: argparse.ArgumentParser) -> None:
@@ -47,14 +49,18 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     b.add_argument("--scaling", action="store_true",
                    help="the table over m in {50, 100, 200, 400} x B in {1, 8, 32, 128} x both types "
                         "(--m, --batch-size, --dtype, --updates are then ignored)")
+    b.add_argument("--models", action="store_true",
+                   help="the table of every cell (rnn, gru, lstm) with 1 and 2 layers at the given m, B and dtype")
     b.add_argument("--scaling-seconds", type=float, default=SCALING_SECONDS,
                    help="with --scaling: seconds timed per figure and repeat")
     b.add_argument("--json", action="store_true", help="print one JSON line")
 
 
-def flop_per_char(model: str, m: int, K: int) -> int:
+def flop_per_char(model: str, m: int, K: int, layers: int = 1) -> int:
     """FLOP of the matrix products of one training step per character (see the module docstring)."""
-    return (24 if model == "lstm" else 6) * m * m + 6 * K * m
+    from .model import CELLS
+
+    return 6 * CELLS[model].gates * m * m * (2 * layers - 1) + 6 * K * m
 
 
 def peak_gflops(dtype: str, n: int = 1536, repeat: int = 3) -> float:
@@ -74,9 +80,10 @@ def _seconds(f) -> float:
     return time.perf_counter() - start
 
 
-def _trainer(corpus_spec, corpus, model, m, seq_length, batch_size, dtype, backend, optimizer) -> Trainer:
+def _trainer(corpus_spec, corpus, model, m, seq_length, batch_size, dtype, backend, optimizer,
+             layers: int = 1) -> Trainer:
     cfg = Config(corpus=corpus_spec, model=model, m=m, seq_length=seq_length, batch_size=batch_size, n_updates=1,
-                 sample_every=0, backend=backend, dtype=dtype, optimizer=optimizer)
+                 sample_every=0, backend=backend, dtype=dtype, optimizer=optimizer, layers=layers)
     cfg.validate()
     return Trainer(cfg, Path("unused"), corpus=corpus)  # run() is never called: nothing is written
 
@@ -98,10 +105,9 @@ def _step_rate(trainer: Trainer, updates: int | None, repeat: int,
 
 def _reference_rate(ids: np.ndarray, K: int, m: int, seq_length: int, updates: int, repeat: int) -> float:
     """Best updates/s of reference.py's AdaGrad step (float64, one stream) walking ``ids``."""
-    from . import reference
-    from .rnn import init_params
+    from .model import Network, reference
 
-    params = init_params(K, m, 0.01, np.random.default_rng(0))
+    params = Network("rnn", K, m).init_params(np.random.default_rng(0))
     mem = {k: np.zeros_like(v) for k, v in params.items()}
     state = {"h": np.zeros(m), "e": 0}
 
@@ -119,27 +125,54 @@ def _reference_rate(ids: np.ndarray, K: int, m: int, seq_length: int, updates: i
 
 def bench(corpus_spec: str | None, m: int, seq_length: int, batch_size: int, updates: int,
           reference_updates: int, backend: str = "auto", dtype: str = "float64", model: str = "rnn",
-          optimizer: str = "adagrad", repeat: int = 1) -> dict:
+          optimizer: str = "adagrad", repeat: int = 1, layers: int = 1, peak: float | None = None) -> dict:
     """Updates/s and characters/s of the real training step and of reference.py (at the same m and
-    seq_length), same corpus; the best of ``repeat`` timings each."""
-    trainer = _trainer(corpus_spec, None, model, m, seq_length, batch_size, dtype, backend, optimizer)
+    seq_length), same corpus; the best of ``repeat`` timings each; GFLOP/s and their fraction of
+    ``peak`` (default: measured by ``peak_gflops`` in ``dtype``)."""
+    trainer = _trainer(corpus_spec, None, model, m, seq_length, batch_size, dtype, backend, optimizer, layers)
     fast, _ = _step_rate(trainer, updates, repeat)
     K = trainer.corpus.K
     ref = _reference_rate(trainer.ids, K, m, seq_length, reference_updates, repeat)
     chars = fast * seq_length * batch_size
+    gflops = chars * flop_per_char(model, m, K, layers) / 1e9
+    peak = peak_gflops(dtype, repeat=repeat) if peak is None else peak
     return {
-        "corpus": trainer.corpus.name, "K": K, "model": model, "m": m, "seq_length": seq_length,
+        "corpus": trainer.corpus.name, "K": K, "model": model, "layers": layers, "m": m, "seq_length": seq_length,
         "batch_size": batch_size, "dtype": dtype, "optimizer": optimizer, "backend": trainer.backend,
         "updates": updates, "reference_updates": reference_updates, "repeat": repeat,
         "updates_per_s": round(fast, 1), "reference_updates_per_s": round(ref, 1),
         "chars_per_s": round(chars), "reference_chars_per_s": round(ref * seq_length),
         "speedup": round(fast * batch_size / ref, 2),
-        "gflop_per_s": round(chars * flop_per_char(model, m, K) / 1e9, 2),
+        "gflop_per_s": round(gflops, 2), "peak_gflop_per_s": round(peak, 1), "peak_fraction": round(gflops / peak, 4),
+        "path": path_description(trainer.backend),
     }
 
 
+def path_description(backend: str) -> str:
+    """Which code ran the model, in one line."""
+    if backend == "numba":
+        return "compiled (numba) recurrences, BLAS products (SciPy's from compiled code, numpy's elsewhere)"
+    return "numpy recurrences, numpy's BLAS products (numba or SciPy not installed, or --backend numpy)"
+
+
+def models_table(corpus_spec: str | None, m: int, seq_length: int, batch_size: int, updates: int, backend: str,
+                 dtype: str, optimizer: str, repeat: int = 1, layer_counts=(1, 2), progress=None) -> list[dict]:
+    """``bench`` for every cell with each number of layers at one m, B and dtype (one peak measured)."""
+    from .model import MODEL_NAMES
+
+    peak = peak_gflops(dtype, repeat=max(repeat, 2))
+    rows = []
+    for model in MODEL_NAMES:
+        for layers in layer_counts:
+            rows.append(bench(corpus_spec, m, seq_length, batch_size, updates, max(1, updates // 10), backend, dtype,
+                              model, optimizer, repeat, layers, peak))
+            if progress:
+                progress(rows[-1])
+    return rows
+
+
 def scaling(corpus_spec: str | None, seq_length: int = 25, backend: str = "auto", model: str = "rnn",
-            optimizer: str = "adagrad", repeat: int = 3, ms=SCALING_M, batch_sizes=SCALING_B,
+            optimizer: str = "adagrad", layers: int = 1, repeat: int = 3, ms=SCALING_M, batch_sizes=SCALING_B,
             dtypes=("float64", "float32"), reference_updates: int = 100, progress=None,
             seconds: float = SCALING_SECONDS) -> dict:
     """The scaling table: per (dtype, m, B) characters/s, GFLOP/s and the fraction of the peak of
@@ -154,16 +187,17 @@ def scaling(corpus_spec: str | None, seq_length: int = 25, backend: str = "auto"
     for dt in dtypes:
         for m in ms:
             for B in batch_sizes:
-                trainer = _trainer(corpus_spec, corpus, model, m, seq_length, B, dt, backend, optimizer)
+                trainer = _trainer(corpus_spec, corpus, model, m, seq_length, B, dt, backend, optimizer, layers)
                 rate, updates = _step_rate(trainer, None, repeat, seconds)
                 chars = rate * seq_length * B
-                gflops = chars * flop_per_char(model, m, corpus.K) / 1e9
+                gflops = chars * flop_per_char(model, m, corpus.K, layers) / 1e9
                 rows.append({"dtype": dt, "m": m, "batch_size": B, "updates": updates, "chars_per_s": round(chars),
                              "gflop_per_s": round(gflops, 2), "peak_fraction": round(gflops / peaks[dt], 4),
                              "speedup": round(chars / refs[m], 2)})
                 if progress:
                     progress(rows[-1])
-    return {"corpus": corpus.name, "K": corpus.K, "model": model, "seq_length": seq_length, "optimizer": optimizer,
+    return {"corpus": corpus.name, "K": corpus.K, "model": model, "layers": layers, "seq_length": seq_length,
+            "optimizer": optimizer,
             "backend": trainer.backend, "repeat": repeat, "peak_gflop_per_s": peaks,
             "reference_chars_per_s": {str(m): round(r) for m, r in refs.items()}, "rows": rows}
 
@@ -172,7 +206,8 @@ def scaling_table(result: dict) -> str:
     """The scaling result as text: one block per type, m down, B across."""
     rows = result["rows"]
     Bs = sorted({r["batch_size"] for r in rows})
-    lines = [f"corpus {result['corpus']} (K={result['K']}), {result['model']}, seq_length={result['seq_length']}, "
+    lines = [f"corpus {result['corpus']} (K={result['K']}), {result['model']} x {result.get('layers', 1)} layers, "
+             f"seq_length={result['seq_length']}, "
              f"{result['optimizer']}, backend {result['backend']}, one thread, best of {result['repeat']}; "
              f"kchars/s | GFLOP/s | % of peak | speed-up over reference.py (float64, B = 1)"]
     for dt, peak in result["peak_gflop_per_s"].items():
@@ -193,20 +228,36 @@ def command(a) -> int:
     if min(a.updates, ref_updates, repeat) < 1 or not a.scaling_seconds > 0:
         raise BenchError("--updates, --reference-updates and --repeat must be >= 1, --scaling-seconds > 0")
     if a.scaling:
-        r = scaling(c.corpus, c.seq_length, c.backend, c.model, c.optimizer, repeat,
+        r = scaling(c.corpus, c.seq_length, c.backend, c.model, c.optimizer, c.layers, repeat,
                     reference_updates=a.reference_updates or 100, seconds=a.scaling_seconds)
         print(json.dumps(r) if a.json else scaling_table(r))
         return 0
+    if a.models:
+        rows = models_table(c.corpus, c.m, c.seq_length, c.batch_size, a.updates, c.backend, c.dtype, c.optimizer,
+                            repeat)
+        if a.json:
+            print(json.dumps(rows))
+            return 0
+        r = rows[0]
+        print(f"corpus {r['corpus']} (K={r['K']}), m={r['m']}, seq_length={r['seq_length']}, B={r['batch_size']}, "
+              f"{r['dtype']}, {r['optimizer']}, peak {r['peak_gflop_per_s']:.1f} GFLOP/s\n{r['path']}\n"
+              f"{'model':>6} {'layers':>6} {'kchars/s':>9} {'GFLOP/s':>8} {'of peak':>8} {'x reference':>12}")
+        for r in rows:
+            print(f"{r['model']:>6} {r['layers']:>6} {r['chars_per_s'] / 1e3:9.1f} {r['gflop_per_s']:8.1f} "
+                  f"{100 * r['peak_fraction']:7.0f}% {r['speedup']:11.1f}x")
+        return 0
     r = bench(c.corpus, c.m, c.seq_length, c.batch_size, a.updates, ref_updates, c.backend, c.dtype, c.model,
-              c.optimizer, repeat)
+              c.optimizer, repeat, c.layers)
     if a.json:
         print(json.dumps(r))
     else:
         best = f", best of {repeat}" if repeat > 1 else ""
-        print(f"corpus {r['corpus']} (K={r['K']}), {r['model']}, m={r['m']}, seq_length={r['seq_length']}, "
-              f"B={r['batch_size']}, {r['dtype']}, {r['optimizer']}, backend {r['backend']}, one thread{best}\n"
+        print(f"corpus {r['corpus']} (K={r['K']}), {r['model']} x {r['layers']} layers, m={r['m']}, "
+              f"seq_length={r['seq_length']}, B={r['batch_size']}, {r['dtype']}, {r['optimizer']}, one thread{best}\n"
+              f"  path: {r['path']}\n"
               f"  a4lib step     {r['updates_per_s']:10.1f} updates/s {r['chars_per_s']:12d} chars/s "
-              f"{r['gflop_per_s']:8.1f} GFLOP/s\n"
+              f"{r['gflop_per_s']:8.1f} GFLOP/s ({100 * r['peak_fraction']:.0f}% of the {r['peak_gflop_per_s']:.0f} "
+              f"GFLOP/s peak)\n"
               f"  reference.py   {r['reference_updates_per_s']:10.1f} updates/s {r['reference_chars_per_s']:12d} chars/s"
               f"   (float64, B = 1, m={r['m']}, seq_length={r['seq_length']})\n"
               f"  speed-up (chars/s) {r['speedup']:.2f}x")

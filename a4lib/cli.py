@@ -1,4 +1,4 @@
-"""The command line: ``a4lib train | generate | gradcheck | bench | sweep | runs`` (also ``python -m a4lib``).
+"""The command line: ``a4lib train | generate | gradcheck | bench | sweep | runs | ngram`` (also ``python -m a4lib``).
 
 Bad input gets one line on stderr and exit code 2; a diverged run or a failed check exits 1; a
 run stopped by Ctrl-C exits 130, by SIGTERM 143 (saved, resumable).
@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from . import bench
+from . import ngram
 from . import sweep
 from . import checkpoint as ckpt
 from .config import MODEL_NAMES, Config, add_arguments, given
 from .corpus import Corpus, CorpusError, load_corpus
 from .gradcheck import format_table, run_checks
-from .models import get_model
+from .model import make_network
 from .rundir import latest_run, list_runs
 from .sample import generate
 from .train import TrainingError, train
@@ -94,7 +95,8 @@ def build_parser() -> Parser:
 
     c = sub.add_parser("gradcheck", help="analytic against centred-difference gradients", formatter_class=Help)
     c.add_argument("--corpus", help="the text the characters come from (default: as for train)")
-    c.add_argument("--model", default="rnn", choices=MODEL_NAMES, help="the network")
+    c.add_argument("--model", default="rnn", choices=MODEL_NAMES, help="the recurrence")
+    c.add_argument("--layers", type=positive(int), default=1, help="stacked layers")
     c.add_argument("--m", type=positive(int), action="append", help="hidden units (repeatable; default 5 and 100)")
     c.add_argument("--seq-length", type=positive(int), default=25, help="characters in the checked sequence")
     c.add_argument("--sig", type=positive(float), help="std of the initial weights (default 0.01 for m <= 10, else 0.1)")
@@ -111,6 +113,9 @@ def build_parser() -> Parser:
     r = sub.add_parser("runs", help="a table of the runs under a folder", formatter_class=Help)
     r.add_argument("folder", nargs="?", default=None, help="where to look (default: the project's runs/)")
     r.add_argument("--json", action="store_true", help="one JSON list instead of the table")
+
+    ngram.add_arguments(sub.add_parser("ngram", help="the Kneser-Ney character n-gram baseline into a run directory",
+                                       formatter_class=Help))
     return p
 
 
@@ -148,12 +153,16 @@ def cmd_generate(a) -> int:
         raise UsageError(f"{run_dir}: no such run directory")
     if a.length < 0 or not math.isfinite(a.temperature) or a.temperature < 0 or not 0 < a.top_p <= 1:
         raise UsageError("need --length >= 0, --temperature >= 0 and 0 < --top-p <= 1")
+    if ngram.is_ngram_run(run_dir):  # the counts are refitted from the run's corpus
+        text = ngram.generate_from_run(run_dir, a.length, np.random.default_rng(a.seed), a.temperature, a.top_p, a.prime)
+        sys.stdout.write(text + "\n")
+        return 0
     params, meta = ckpt.load_params(run_dir, a.params)
     if not all(np.isfinite(v).all() for v in params.values()):
         raise ckpt.CheckpointError(f"{run_dir}: the {a.params} parameters are not finite")
     corpus = meta["corpus"]
     vocab = Corpus.from_vocabulary(corpus["chars"], corpus["name"], corpus.get("is_tweets"))
-    model = get_model(meta["config"]["model"])
+    model = make_network(meta["config"], vocab.K, backend="numpy")
     text = generate(model, params, vocab, a.length, np.random.default_rng(a.seed), a.temperature, a.top_p, a.prime,
                     ckpt.load_state(run_dir, a.params))
     sys.stdout.write(text + "\n")
@@ -162,9 +171,9 @@ def cmd_generate(a) -> int:
 
 def cmd_gradcheck(a) -> int:
     corpus = load_corpus(a.corpus, a.seq_length)
-    results = run_checks(corpus, a.m or [5, 100], a.seq_length, a.model, a.h, a.tol, a.sig)
+    results = run_checks(corpus, a.m or [5, 100], a.seq_length, a.model, a.h, a.tol, a.sig, layers=a.layers)
     for r in results:
-        title = (f"{r['model']} m={r['m']} sig={r['sig']} seq_length={r['seq_length']} K={r['K']} h={r['h']} "
+        title = (f"{r['model']} layers={r['layers']} m={r['m']} sig={r['sig']} seq_length={r['seq_length']} K={r['K']} h={r['h']} "
                  f"({r['seconds']} s): {'ok' if r['ok'] else 'FAILED'} (tolerance {r['tol']:.0e}, floor {r['floor']:.1e})")
         print(format_table(r["table"], title) + "\n")
     if a.json:
@@ -200,7 +209,7 @@ def cmd_runs(a) -> int:
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "gradcheck": cmd_gradcheck, "bench": bench.command,
-            "runs": cmd_runs, "sweep": sweep.command}
+            "runs": cmd_runs, "sweep": sweep.command, "ngram": ngram.command}
 
 
 def main(argv: list[str] | None = None) -> int:

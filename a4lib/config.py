@@ -17,8 +17,8 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
-MODEL_NAMES = ("rnn", "lstm")
-BACKENDS = ("auto", "numpy", "numba")
+from .model import BACKENDS, INITS, MODEL_NAMES  # noqa: E402  (the model layer owns its names)
+
 OPTIMIZER_NAMES = ("adagrad", "rmsprop", "adam")
 ORDERS = ("sequential", "chunks")
 DTYPES = ("float64", "float32")
@@ -53,13 +53,26 @@ class Config:
 
     corpus: str | None = setting(None, "text file, tweet JSON, or builtin:python-docs (default: "
                                        "data/goblet_book.txt of the project if present, else builtin:python-docs)")
-    model: str = setting("rnn", "the network", choices=MODEL_NAMES)
-    m: int = setting(100, "hidden units m", check=lambda v: v >= 1, allowed=">= 1")
+    model: str = setting("rnn", "the recurrence: the handout's vanilla rnn, gru or lstm", choices=MODEL_NAMES)
+    m: int = setting(100, "hidden units m (per layer)", check=lambda v: v >= 1, allowed=">= 1")
+    layers: int = setting(1, "stacked recurrent layers; layer l + 1 reads layer l's hidden states",
+                          check=lambda v: 1 <= v <= 16, allowed="in [1, 16]")
+    dropout: float = setting(0.0, "dropout p on the connections between layers and before the output layer "
+                                  "(training only)", check=lambda v: 0 <= v < 1, allowed="in [0, 1)")
     eta: float = setting(0.1, "learning rate eta", check=lambda v: v > 0 and _finite(v), allowed="> 0")
     seq_length: int = setting(25, "characters per sequence (one update)", check=lambda v: v >= 1, allowed=">= 1")
     sig: float = setting(0.01, "standard deviation sig of the initial weights", check=lambda v: v > 0 and _finite(v),
                          allowed="> 0")
+    init: str = setting("normal", "initial weights: normal N(0, sig^2) (the handout) or uniform "
+                                  "U(-init_range, init_range) (char-rnn)", choices=INITS)
+    init_range: float = setting(0.08, "half-width of the uniform initialisation", check=lambda v: v > 0 and _finite(v),
+                                allowed="> 0")
     optimizer: str = setting("adagrad", "the update rule", choices=OPTIMIZER_NAMES)
+    lr_decay: float = setting(1.0, "multiply eta by this at the end of each epoch from epoch lr_decay_after on "
+                                   "(char-rnn's learning_rate_decay; 1: eta stays constant)", check=lambda v: 0 < v <= 1,
+                              allowed="in (0, 1]")
+    lr_decay_after: int = setting(10, "the first epoch whose end decays eta (char-rnn's learning_rate_decay_after)",
+                                  check=lambda v: v >= 1, allowed=">= 1")
     clip: float = setting(5.0, "clip each gradient element to [-clip, clip] (0: no clipping)",
                           check=lambda v: v >= 0, allowed=">= 0")
     n_epochs: int | None = setting(2, "stop after this many epochs (unless n_updates is given)", flag="--epochs",
@@ -136,6 +149,11 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return replace(self, **changes)
+
+    def eta_after(self, epochs: int) -> float:
+        """The learning rate once ``epochs`` epochs are done: eta decayed by lr_decay at the end of
+        each epoch from epoch lr_decay_after on (char-rnn's schedule)."""
+        return self.eta * self.lr_decay ** max(0, epochs - self.lr_decay_after + 1)
 
 
 # the fields: types, flags, checks --------------------------------------------------------------

@@ -78,28 +78,30 @@ def default_sig(m: int) -> float:
 
 
 def run_checks(corpus, ms=(5, 100), seq_length: int = 25, model_name: str = "rnn", h: float = 1e-4,
-               tol: float = 1e-4, sig: float | None = None, seed: int = 0) -> list[dict]:
-    """The handout's check: the first seq_length characters, h0 = 0, one table per m.
+               tol: float = 1e-4, sig: float | None = None, seed: int = 0, layers: int = 1) -> list[dict]:
+    """The handout's check: the first seq_length characters, h0 = 0, one table per m; any cell
+    (``model_name``) and number of layers, numpy in float64.
 
     Each result: m, sig, h, tol, seconds, the table, and ``ok`` (every max relative error <= tol).
     """
     import time
 
-    from .models import get_model
+    from .model import Network
 
-    model = get_model(model_name)
     x, y = corpus.ids[:seq_length], corpus.ids[1:seq_length + 1]
     results = []
     for m in ms:
+        model = Network(model_name, corpus.K, m, layers=layers)
         s = default_sig(m) if sig is None else sig
-        params = model.init_params(corpus.K, m, s, np.random.default_rng(seed))
+        params = model.init_params(np.random.default_rng(seed), s)
         start = time.perf_counter()
         h0 = model.zero_state(params)
         table = check(model, params, x, y, h0, h, tol)
         floor = check_floor(model.loss(params, x, y, h0), h, tol)
         results.append({
-            "model": model_name, "m": m, "sig": s, "h": h, "tol": tol, "floor": floor, "seq_length": seq_length,
-            "K": corpus.K, "corpus": corpus.name, "seconds": round(time.perf_counter() - start, 2),
+            "model": model_name, "layers": layers, "m": m, "sig": s, "h": h, "tol": tol, "floor": floor,
+            "seq_length": seq_length, "K": corpus.K, "corpus": corpus.name,
+            "seconds": round(time.perf_counter() - start, 2),
             "table": table, "ok": all(row["max_rel"] <= tol for row in table.values()),
         })
     return results

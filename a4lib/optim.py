@@ -42,37 +42,6 @@ def clip(dw: np.ndarray, limit: float) -> np.ndarray:
     return dw
 
 
-_buffers: dict[tuple, np.ndarray] = {}
-
-
-def _scratch(w: np.ndarray) -> np.ndarray:
-    """A reusable work vector the size and type of w (not state: never saved)."""
-    key = (w.shape, w.dtype)
-    buf = _buffers.get(key)
-    if buf is None:
-        buf = _buffers[key] = np.empty_like(w)
-    return buf
-
-
-_checked: list[tuple] = [()]  # the vectors of the last fused step (references): the trainer's, every update
-
-
-def _compiled(*vectors: np.ndarray):
-    """The kernels module, built, after checking that the vectors are contiguous, of one length
-    and of one type, float64 or float32 (skipped for the same vectors as the last call's)."""
-    from . import kernels
-
-    last = _checked[0]
-    if len(last) != len(vectors) or any(a is not b for a, b in zip(vectors, last)):
-        w = vectors[0]
-        if not (w.ndim == 1 and w.dtype in (np.float64, np.float32) and all(
-                a.shape == w.shape and a.dtype == w.dtype and a.flags.c_contiguous for a in vectors)):
-            raise ValueError("a fused step needs contiguous float64 or float32 vectors of one length and type")
-        kernels.build()
-        _checked[0] = vectors
-    return kernels
-
-
 def _limit(limit: float) -> float:
     """The clipping limit as the kernels take it: 0 for no clipping (limit <= 0 or inf)."""
     return float(limit) if 0 < limit < np.inf else 0.0
@@ -80,9 +49,33 @@ def _limit(limit: float) -> float:
 
 class Optimizer:
     """What every optimizer shares: ``step`` = ``clip`` then the optimizer's own ``update``, or,
-    with ``fused``, the optimizer's ``fused_step`` (the same in one compiled pass; needs numba)."""
+    with ``fused``, the optimizer's ``fused_step`` (the same in one compiled pass; needs numba).
+    Its work vector is its own (two optimizers never share one)."""
 
     fused: bool = False
+
+    def _scratch(self, w: np.ndarray) -> np.ndarray:
+        """A reusable work vector the size and type of w (not state: never saved)."""
+        buf = self.__dict__.get("_buf")
+        if buf is None or buf.shape != w.shape or buf.dtype != w.dtype:
+            buf = self.__dict__["_buf"] = np.empty_like(w)
+        return buf
+
+    def _compiled(self, *vectors: np.ndarray):
+        """The kernels module, built, after checking that the vectors are contiguous, of one length
+        and of one type, float64 or float32 (skipped for the same vectors as the last call's: the
+        trainer's, every update)."""
+        from .model import kernels
+
+        last = self.__dict__.get("_checked", ())
+        if len(last) != len(vectors) or any(a is not b for a, b in zip(vectors, last)):
+            w = vectors[0]
+            if not (w.ndim == 1 and w.dtype in (np.float64, np.float32) and all(
+                    a.shape == w.shape and a.dtype == w.dtype and a.flags.c_contiguous for a in vectors)):
+                raise ValueError("a fused step needs contiguous float64 or float32 vectors of one length and type")
+            kernels.build()
+            self.__dict__["_checked"] = vectors
+        return kernels
 
     def step(self, w: np.ndarray, dw: np.ndarray, state: State, limit: float) -> None:
         if self.fused:
@@ -100,14 +93,14 @@ class AdaGrad(Optimizer):
     fused: bool = False
 
     def fused_step(self, w: np.ndarray, dw: np.ndarray, state: State, limit: float) -> None:
-        kernels, F = _compiled(w, dw, state["M"]), w.dtype.type
+        kernels, F = self._compiled(w, dw, state["M"]), w.dtype.type
         kernels._clip_adagrad(w, dw, state["M"], F(self.eta), F(self.eps), F(_limit(limit)))
 
     def init_state(self, w: np.ndarray) -> State:
         return {"M": np.zeros_like(w)}
 
     def update(self, w: np.ndarray, dw: np.ndarray, state: State) -> None:
-        M, tmp = state["M"], _scratch(w)
+        M, tmp = state["M"], self._scratch(w)
         np.multiply(dw, dw, out=tmp)
         M += tmp
         np.add(M, self.eps, out=tmp)
@@ -127,7 +120,7 @@ class RMSProp(Optimizer):
     fused: bool = False
 
     def fused_step(self, w: np.ndarray, dw: np.ndarray, state: State, limit: float) -> None:
-        kernels, F = _compiled(w, dw, state["M"]), w.dtype.type
+        kernels, F = self._compiled(w, dw, state["M"]), w.dtype.type
         kernels._clip_rmsprop(w, dw, state["M"], F(self.eta), F(self.gamma), F(1.0 - self.gamma), F(self.eps),
                               F(_limit(limit)))
 
@@ -135,7 +128,7 @@ class RMSProp(Optimizer):
         return {"M": np.zeros_like(w)}
 
     def update(self, w: np.ndarray, dw: np.ndarray, state: State) -> None:
-        M, tmp = state["M"], _scratch(w)
+        M, tmp = state["M"], self._scratch(w)
         np.multiply(dw, dw, out=tmp)
         tmp *= 1.0 - self.gamma
         M *= self.gamma
@@ -161,7 +154,7 @@ class Adam(Optimizer):
         return {"m": np.zeros_like(w), "v": np.zeros_like(w), "t": np.zeros(())}
 
     def fused_step(self, w: np.ndarray, dw: np.ndarray, state: State, limit: float) -> None:
-        kernels, F = _compiled(w, dw, state["m"], state["v"]), w.dtype.type
+        kernels, F = self._compiled(w, dw, state["m"], state["v"]), w.dtype.type
         state["t"] += 1
         t = float(state["t"])
         kernels._clip_adam(w, dw, state["m"], state["v"], F(self.beta1), F(1.0 - self.beta1), F(self.beta2),
@@ -169,7 +162,7 @@ class Adam(Optimizer):
                            F(self.eta / (1.0 - self.beta1 ** t)), F(_limit(limit)))
 
     def update(self, w: np.ndarray, dw: np.ndarray, state: State) -> None:
-        m, v, tmp = state["m"], state["v"], _scratch(w)
+        m, v, tmp = state["m"], state["v"], self._scratch(w)
         state["t"] += 1
         t = float(state["t"])
         m *= self.beta1

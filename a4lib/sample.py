@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .rnn import float_type
+from .model import float_type
 
 
 def softmax(o: np.ndarray, temperature: float = 1.0) -> np.ndarray:

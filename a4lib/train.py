@@ -25,7 +25,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from .corpus import BUILTIN, Corpus, CorpusError, load_corpus
 from .config import RESUME_MAY_CHANGE, Config, flag_of
-from .models import get_model, resolve_backend
+from .model import make_network
 from .optim import flatten, make_optimizer
 from .sample import generate, synthesize
 
@@ -210,8 +210,8 @@ class Trainer:
         self.corpus = corpus if corpus is not None else load_corpus(cfg.corpus, cfg.seq_length)
         if self.corpus.is_tweets and cfg.batch_size > 1:
             raise ValueError("batch_size > 1 is not supported for tweet corpora (tweets differ in length)")
-        self.backend = resolve_backend(cfg.model, cfg.backend)
-        self.model = get_model(cfg.model, self.backend)
+        self.model = make_network(cfg, self.corpus.K)
+        self.backend = self.model.backend
         self.ids = self.corpus.ids
         self.n_train, self.val_starts, self.val_ends = split(self.corpus, cfg.val_fraction)
         if self.n_train < cfg.seq_length + 1:
@@ -220,7 +220,7 @@ class Trainer:
         self.keep_tail = cfg.order == "chunks" or self.corpus.is_tweets
         self.opt = make_optimizer(cfg.optimizer, cfg.eta, fused=self.backend == "numba")
         self.rng = np.random.default_rng(cfg.seed)
-        params = self.model.init_params(self.corpus.K, cfg.m, cfg.sig, self.rng)
+        params = self.model.init_params(self.rng, cfg.sig, cfg.init, cfg.init_range)
         self.w, self.params = flatten(params, dtype=self.cfg.dtype)
         self.dw, self.grads = flatten(params, dtype=self.cfg.dtype)
         self.opt_state = self.opt.init_state(self.w)
@@ -272,6 +272,7 @@ class Trainer:
         if self.group == len(self.plan):
             self.group = 0
             self.epoch += 1
+            self.opt.eta = self.cfg.eta_after(self.epoch)
             self.epoch_starts.append(self.updates)
             self.plan = make_plan(self.seg_starts, self.seg_ends, self.cfg, self.rng)
 
@@ -288,7 +289,7 @@ class Trainer:
         x, y = self._batch()
         h0 = self.state[0] if self.cfg.batch_size == 1 else self.state
         loss, _, h_last = self.model.loss_and_grads(self.params, x[:, 0] if x.shape[1] == 1 else x,
-                                                    y[:, 0] if y.shape[1] == 1 else y, h0, self.grads)
+                                                    y[:, 0] if y.shape[1] == 1 else y, h0, self.grads, self.rng)
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at update {self.updates + 1}: the run diverged (try a "
                                 f"smaller eta); its best parameters are saved as its last in {self.out}")
@@ -537,6 +538,7 @@ class Trainer:
             self.smooth_loss, self.seconds = meta["smooth_loss"], meta["seconds"]
             self.best_loss = math.inf if meta["best_loss"] is None else meta["best_loss"]
             self.rng.bit_generator.state = meta["rng"]
+            self.opt.eta = self.cfg.eta_after(self.epoch)
         except (KeyError, ValueError, TypeError) as err:
             raise ckpt.CheckpointError(f"{path}: the checkpoint does not hold a whole run ({type(err).__name__}: "
                                        f"{err})") from None
