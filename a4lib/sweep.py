@@ -17,9 +17,9 @@ Engines: locally a ``concurrent.futures.ProcessPoolExecutor`` (one run per worke
 workers as cores by default). With ``scheduler="tcp://HOST:PORT"`` the same task (``train_run``)
 goes to a running Dask cluster through ``distributed.Client`` (the optional extra ``dask``). The
 run directories and the corpus must then be on a filesystem every worker shares, at the same path
-(``OUT`` and a relative corpus path are made absolute here), a4lib installed on the workers, and
-each worker started with one thread (``dask worker ADDRESS --nthreads 1 --nworkers N``): a run's
-work buffers belong to its process, so two runs must never share one.
+(``OUT`` and a relative corpus path are made absolute here) and a4lib installed on the workers.
+A worker may run several runs in threads (``--nthreads``): every run's scratch arrays belong to
+its own network and optimizer, so runs in one process never share them.
 
 Ctrl-C (or SIGTERM): locally each worker's trainer saves its run and says "interrupted" (workers
 ignore SIGINT between runs; the sweep sends SIGINT to its workers until their runs have stopped),
@@ -286,11 +286,6 @@ def _run_dask(tasks: dict[str, tuple[Config, Path]], scheduler: str, done: Done)
         client = Client(scheduler, timeout="10s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as err:
         raise OSError(f"cannot reach the Dask scheduler at {scheduler}: {str(err).splitlines()[0]}") from None
-    threads = {w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()}
-    if max(threads, default=1) > 1:
-        client.close()
-        raise ConfigError(f"the Dask workers at {scheduler} run {max(threads)} threads each: a4lib trains one run "
-                          f"per process, so start them with one thread (dask worker ADDRESS --nthreads 1 --nworkers N)")
     token = uuid.uuid4().hex[:8]
     with client:
         futures = {client.submit(train_run, cfg, str(path), key=f"a4lib-sweep-{name}-{token}", pure=False): name
