@@ -20,7 +20,7 @@ from . import checkpoint as ckpt
 from .config import MODEL_NAMES, Config, add_arguments, given
 from .corpus import Corpus, CorpusError, load_corpus
 from .gradcheck import format_table, run_checks
-from .model import make_network
+from .model import make_network, resolve_backend
 from .rundir import latest_run, list_runs
 from .sample import generate
 from .train import TrainingError, train
@@ -137,6 +137,9 @@ def cmd_train(a) -> int:
     show = None if a.quiet else (lambda s: print(f"--- update {s['update']}, smooth loss "
                                                  f"{s['smooth_loss'] if s['smooth_loss'] is None else round(s['smooth_loss'], 3)}\n"
                                                  f"{s['text']}\n", flush=True))
+    if cfg.backend == "auto" and resolve_backend("auto") == "numpy":
+        print("a4lib: numba or SciPy is not installed: the numpy backend trains (slower; pip install 'a4lib[fast]')",
+              file=sys.stderr)
     summary = train(cfg, Path(a.out), resume=a.resume, progress=not a.quiet, on_sample=show)
     print(json.dumps({k: summary[k] for k in ("status", "updates", "epochs", "best_smooth_loss", "best_val_loss",
                                                "best_update", "seconds", "updates_per_s")}))
