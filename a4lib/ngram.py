@@ -50,8 +50,8 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .config import add_arguments as add_config_arguments
-from .corpus import BUILTIN, EOT, TWEET_MAX_CHARS, Corpus, load_corpus
-from .sample import draw, nucleus
+from .corpus import BUILTIN, Corpus, load_corpus
+from .sample import draw, end_tweet, nucleus, tweet_frame
 
 DEFAULT_ORDER = 8
 DEFAULT_VAL_FRACTION = 0.1
@@ -288,13 +288,8 @@ def sample_text(model: NGram, corpus: Corpus, length: int, rng: np.random.Genera
     characters, as ``sample.generate``."""
     if not corpus.is_tweets:
         return prime + corpus.decode(model.generate(length, rng, corpus.encode(prime), temperature, top_p))
-    stop = corpus.char_to_ix[EOT]
-    limit = max(0, TWEET_MAX_CHARS - len(prime))
-    ids = model.generate(min(length, limit + 1), rng, np.concatenate([[stop], corpus.encode(prime)]),
-                         temperature, top_p, stop)
-    if len(ids) and ids[-1] == stop:
-        ids = ids[:-1]
-    return prime + corpus.decode(ids[:limit])
+    stop, limit, draws, prime_ids = tweet_frame(corpus, prime, length)
+    return prime + corpus.decode(end_tweet(model.generate(draws, rng, prime_ids, temperature, top_p, stop), stop, limit))
 
 
 def fit_corpus(corpus: Corpus, order: int, val_fraction: float) -> tuple[NGram, int, np.ndarray, np.ndarray]:

@@ -73,6 +73,24 @@ def warm_up(model, params: dict, state: np.ndarray, ids: np.ndarray) -> np.ndarr
     return state[0]
 
 
+def tweet_frame(corpus, prime: str, length: int) -> tuple[int, int, int, np.ndarray]:
+    """How a new tweet is drawn, for any model: (the end-of-tweet index that ends it, the most
+    characters it may have after the prime so that the whole fits in 280, the draws to make (one
+    more than that, to see whether the tweet ends there), the priming indices: EOT, then the prime)."""
+    from .corpus import EOT, TWEET_MAX_CHARS
+
+    stop = corpus.char_to_ix[EOT]
+    limit = max(0, TWEET_MAX_CHARS - len(prime))
+    return stop, limit, min(length, limit + 1), np.concatenate([[stop], corpus.encode(prime)]).astype(np.int64)
+
+
+def end_tweet(ids, stop: int, limit: int):
+    """A drawn tweet's indices without the end-of-tweet character, at most ``limit`` of them."""
+    if len(ids) and ids[-1] == stop:
+        ids = ids[:-1]
+    return ids[:limit]
+
+
 def generate(model, params: dict, corpus, length: int = 1000, rng: np.random.Generator | None = None,
              temperature: float = 1.0, top_p: float = 1.0, prime: str = "", state: np.ndarray | None = None) -> str:
     """Text from a trained model: primed with ``prime`` (default: the corpus's first character),
@@ -82,24 +100,17 @@ def generate(model, params: dict, corpus, length: int = 1000, rng: np.random.Gen
     The returned text starts with the priming text. For a tweet corpus, generation starts a new
     tweet (input EOT, h = 0) and stops at the end-of-tweet character or after 280 characters.
     """
-    from .corpus import EOT, TWEET_MAX_CHARS
-
     rng = np.random.default_rng(0) if rng is None else rng
     if length < 0:
         raise ValueError(f"length must be >= 0, got {length}")
     stop = None
     if corpus.is_tweets:
-        stop = corpus.char_to_ix[EOT]
-        limit = max(0, TWEET_MAX_CHARS - len(prime))  # the tweet, prime included, fits in 280
-        length = min(length, limit + 1)  # one more draw to see whether the tweet ends there
-        prime_ids = np.concatenate([[stop], corpus.encode(prime)])
+        stop, limit, length, prime_ids = tweet_frame(corpus, prime, length)
     else:
         prime_ids = corpus.encode(prime) if prime else corpus.ids[:1]
     start = model.zero_state(params) if state is None or corpus.is_tweets else state
     state = warm_up(model, params, start, prime_ids)
     ids = synthesize(model, params, state, int(prime_ids[-1]), length, rng, temperature, top_p, stop)
-    if ids and ids[-1] == stop:
-        ids = ids[:-1]
     if corpus.is_tweets:
-        ids = ids[:limit]
-    return (prime if corpus.is_tweets else corpus.decode(prime_ids)) + corpus.decode(ids)
+        return prime + corpus.decode(end_tweet(ids, stop, limit))
+    return corpus.decode(prime_ids) + corpus.decode(ids)
