@@ -1,12 +1,16 @@
-"""Shared fixtures: small texts written into tmp_path and a factory for tiny training configs."""
+"""Shared fixtures and helpers: small texts written into tmp_path, a factory for tiny training
+configs, random model problems, and the networks' equations written out independently of
+a4lib.model (``own_forward``) with centred differences of any loss (``own_numerical``)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from a4lib import Config
+from a4lib.model import Network
 
 SMALL_ALPHABET = list("abcdefg h.")  # no newline: CLI output can be split on its final "\n"
+CELLS = ("rnn", "gru", "lstm")
 
 
 def random_text(n: int, alphabet=SMALL_ALPHABET, seed: int = 1234) -> str:
@@ -23,25 +27,39 @@ def small_text(tmp_path):
     return path
 
 
-def _rnn_problem(K_in, K_out, m, T, seed=0, sig=0.1, h0_scale=0.5, B=None):
-    """Random rnn parameters (b, c nonzero too), inputs x, targets y and a nonzero h0."""
-    from a4lib import rnn
+def model_problem(cell: str, K: int, m: int, T: int, B: int | None = None, layers: int = 1, seed: int = 0,
+                  sig: float | None = None, dtype=np.float64, dropout: float = 0.0, backend: str = "numpy",
+                  state_scale: float = 0.5):
+    """A Network, its parameters (biases perturbed, so nonzero), indices x, y and a nonzero state.
 
+    B None: one stream, x (T,) and the state (L S,); else x (T, B) and the state (B, L S). sig
+    defaults to 1 / sqrt(m) (units in their working range). Everything in ``dtype``."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    net = Network(cell, K, m, layers=layers, dropout=dropout, backend=backend)
     rng = np.random.default_rng(seed)
-    params = rnn.init_params(K_in, m, sig, rng, K_out=K_out)
-    params["b"] += 0.1 * rng.standard_normal(m)
-    params["c"] += 0.1 * rng.standard_normal(K_out)
+    params = net.init_params(rng, 1.0 / np.sqrt(m) if sig is None else sig)
+    for name in params:
+        if name[0] in "bc":
+            params[name] = params[name] + 0.2 * rng.standard_normal(params[name].shape)
+    params = {k: v.astype(dtype) for k, v in params.items()}
     shape = (T,) if B is None else (T, B)
-    x = rng.integers(0, K_in, shape)
-    y = rng.integers(0, K_out, shape)
-    h0 = h0_scale * np.tanh(rng.standard_normal((m,) if B is None else (B, m)))
-    return params, x, y, h0
+    x, y = rng.integers(0, K, shape), rng.integers(0, K, shape)
+    S = net.layers * net.S
+    state0 = (state_scale * np.tanh(rng.standard_normal((S,) if B is None else (B, S)))).astype(dtype)
+    return net, params, x, y, state0
 
 
 @pytest.fixture
 def rnn_problem():
-    """Factory (K_in, K_out, m, T, seed=0, sig=0.1, h0_scale=0.5, B=None) -> params, x, y, h0."""
-    return _rnn_problem
+    """Factory (K, m, T, seed=0, sig=0.1, h0_scale=0.5, B=None) -> params, x, y, h0 of the
+    handout's one-layer RNN (b, c and h0 nonzero)."""
+
+    def make(K, m, T, seed=0, sig=0.1, h0_scale=0.5, B=None):
+        _, params, x, y, h0 = model_problem("rnn", K, m, T, B, seed=seed, sig=sig, state_scale=h0_scale)
+        return params, x, y, h0
+
+    return make
 
 
 @pytest.fixture
@@ -57,3 +75,80 @@ def tiny_config():
         return Config(**kw)
 
     return make
+
+
+# --- the equations, written out here -----------------------------------------------------------
+
+def _sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def own_cell_step(cell: str, W, a, s, m: int):
+    """One step of ``cell`` for a batch: a (B, G m) = U x_t + b, s (B, S) -> (next state, h)."""
+    if cell == "rnn":
+        h = np.tanh(s @ W.T + a)
+        return h, h
+    if cell == "gru":
+        q = s @ W.T
+        z = _sigmoid(a[:, :m] + q[:, :m])
+        r = _sigmoid(a[:, m:2 * m] + q[:, m:2 * m])
+        n = np.tanh(a[:, 2 * m:] + r * q[:, 2 * m:])
+        h = (1 - z) * n + z * s
+        return h, h
+    h, c = s[:, :m], s[:, m:]
+    a = h @ W.T + a
+    i, f, o = _sigmoid(a[:, :m]), _sigmoid(a[:, m:2 * m]), _sigmoid(a[:, 2 * m:3 * m])
+    c = f * c + i * np.tanh(a[:, 3 * m:])
+    h = o * np.tanh(c)
+    return np.concatenate([h, c], axis=1), h
+
+
+def own_forward(cell: str, params: dict, x, y, state0, layers: int = 1, masks=None):
+    """The loss (summed over time, averaged over streams) and the last state of an L-layer
+    network, one step at a time: layer 1 reads column x_t of U, layer l + 1 reads layer l's h
+    (times its dropout mask), the output o_t = V (mask_L h^L_t) + c. ``masks``: one (T, B, m)
+    array per layer, or None (no dropout). x (T,) or (T, B)."""
+    x, y = np.asarray(x), np.asarray(y)
+    single = x.ndim == 1
+    if single:
+        x, y, state0 = x[:, None], y[:, None], np.asarray(state0)[None, :]
+    T, B = x.shape
+    m = params["W"].shape[1]
+    S = len(state0[0]) // layers
+    states = [np.array(state0[:, l * S:(l + 1) * S], dtype=np.float64) for l in range(layers)]
+    total = 0.0
+    for t in range(T):
+        inp = None
+        for l in range(layers):
+            sfx = "" if l == 0 else str(l + 1)
+            U, W, b = params["U" + sfx], params["W" + sfx], params["b" + sfx]
+            a = (U[:, x[t]].T if l == 0 else inp @ U.T) + b
+            states[l], h = own_cell_step(cell, W, a, states[l], m)
+            inp = h if masks is None else h * masks[l][t]
+        o = inp @ params["V"].T + params["c"]
+        o = o - o.max(axis=1, keepdims=True)
+        total += float(np.sum(np.log(np.exp(o).sum(axis=1)) - o[np.arange(B), y[t]]))
+    last = np.concatenate(states, axis=1)
+    return total / B, (last[0] if single else last)
+
+
+def own_masks(rng: np.random.Generator, p: float, layers: int, shape: tuple) -> list[np.ndarray]:
+    """Dropout masks as the network's documentation describes them: per layer, in order, each unit
+    kept with probability 1 - p (a uniform draw below 1 - p) and scaled by 1 / (1 - p)."""
+    keep = 1.0 - p
+    return [(rng.random(shape) < keep) / keep for _ in range(layers)]
+
+
+def own_numerical(loss, params: dict, h: float = 1e-5) -> dict:
+    """Centred differences of ``loss(params)`` for every entry, on copies of the parameters."""
+    out = {}
+    for name in params:
+        g = np.zeros(params[name].size)
+        for i in range(g.size):
+            plus = {k: v.copy() for k, v in params.items()}
+            minus = {k: v.copy() for k, v in params.items()}
+            plus[name].reshape(-1)[i] += h
+            minus[name].reshape(-1)[i] -= h
+            g[i] = (loss(plus) - loss(minus)) / (2 * h)
+        out[name] = g.reshape(params[name].shape)
+    return out

@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from a4lib import gradcheck, rnn
+from a4lib import gradcheck
 from a4lib.corpus import EOT, TWEET_MAX_CHARS, load_corpus
+from a4lib.model import Network
 from a4lib.sample import generate
 from a4lib.train import Config, Trainer, evaluate, train
 
@@ -25,21 +26,22 @@ def small_text(tmp_path, n=4000, seed=0, name="text.txt"):
 def test_batched_gradients_match_centred_differences(B, T):
     """The batched loss (sum over time, mean over streams) has the gradients its backward claims."""
     rng = np.random.default_rng(B * 100 + T)
-    params = rnn.init_params(7, 6, 0.3, rng, K_out=5)
-    x, y = rng.integers(0, 7, (T, B)), rng.integers(0, 5, (T, B))
+    net = Network("rnn", 7, 6)
+    params = net.init_params(rng, 0.3)
+    x, y = rng.integers(0, 7, (T, B)), rng.integers(0, 7, (T, B))
     h0 = 0.5 * rng.standard_normal((B, 6))
-    table = gradcheck.check(rnn, params, x, y, h0)
+    table = gradcheck.check(net, params, x, y, h0)
     assert max(row["max_rel"] for row in table.values()) < 1e-5, table
 
 
 def test_batch_is_the_mean_of_its_streams():
     rng = np.random.default_rng(1)
-    params = rnn.init_params(9, 8, 0.2, rng)
+    net = Network("rnn", 9, 8)
+    params = net.init_params(rng, 0.2)
     x, y = rng.integers(0, 9, (6, 3)), rng.integers(0, 9, (6, 3))
     h0 = rng.standard_normal((3, 8))
-    loss, grads, h_last = rnn.loss_and_grads(params, x, y, h0)
-    grads = {k: v.copy() for k, v in grads.items()}
-    singles = [rnn.loss_and_grads(params, x[:, b], y[:, b], h0[b]) for b in range(3)]
+    loss, grads, h_last = net.loss_and_grads(params, x, y, h0)
+    singles = [net.loss_and_grads(params, x[:, b], y[:, b], h0[b]) for b in range(3)]
     assert loss == pytest.approx(np.mean([s[0] for s in singles]), rel=1e-12)
     for k in grads:
         np.testing.assert_allclose(grads[k], np.mean([s[1][k] for s in singles], axis=0), atol=1e-13)
@@ -58,7 +60,7 @@ def test_batch_size_one_is_the_handout_run(tmp_path):
     for _ in range(300):
         if e > len(ids) - L - 1:
             e, h = 0, np.zeros(8)
-        _, _, h = rnn.loss_and_grads(b.params, ids[e:e + L], ids[e + 1:e + L + 1], h, b.grads)
+        _, _, h = b.model.loss_and_grads(b.params, ids[e:e + L], ids[e + 1:e + L + 1], h, b.grads)
         np.clip(b.dw, -5, 5, out=b.dw)
         b.opt.update(b.w, b.dw, b.opt_state)
         e += L
@@ -201,7 +203,7 @@ def test_tweet_sampling_stops_at_the_end_mark(tmp_path):
     from a4lib.corpus import Corpus
     params, meta = load_params(tmp_path / "ab")
     vocab = Corpus.from_vocabulary(meta["corpus"]["chars"], "v")
-    assert generate(rnn, params, vocab, 1000, np.random.default_rng(0), temperature=0) == "ab"
+    assert generate(Network("rnn", vocab.K, 8), params, vocab, 1000, np.random.default_rng(0), temperature=0) == "ab"
 
 
 def test_tweet_validation_starts_each_tweet_from_zero(tmp_path):

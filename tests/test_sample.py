@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import CELLS, own_cell_step
 
-from a4lib import CorpusError, EOT, generate, load_corpus, rnn
+from a4lib import CorpusError, EOT, generate, load_corpus
+from a4lib.model import Network
 from a4lib.sample import draw, next_index, nucleus, softmax, synthesize
 
 
@@ -32,8 +34,13 @@ def own_rollout(params, h, x, n, pick):
 
 
 def model_for(corpus, m=12, sig=1.0, seed=0):
-    """Random parameters with large weights: varied, confident outputs."""
-    return rnn.init_params(corpus.K, m, sig, np.random.default_rng(seed))
+    """Random parameters of the handout's RNN with large weights: varied, confident outputs."""
+    return Network("rnn", corpus.K, m).init_params(np.random.default_rng(seed), sig)
+
+
+def net(params) -> Network:
+    """The one-layer RNN the parameters belong to."""
+    return Network("rnn", params["V"].shape[0], params["W"].shape[1])
 
 
 @pytest.fixture
@@ -144,10 +151,66 @@ def test_temperature_zero_is_argmax(corpus):
     params = model_for(corpus)
     x0 = int(corpus.ids[0])
     expected = own_rollout(params, np.zeros(12), x0, 60, lambda o: int(np.argmax(o)))
-    text = generate(rnn, params, corpus, 60, np.random.default_rng(0), temperature=0)
+    text = generate(net(params), params, corpus, 60, np.random.default_rng(0), temperature=0)
     assert text == corpus.decode([x0] + expected)
     for T in (1e-3, 1e-6):
-        assert generate(rnn, params, corpus, 60, np.random.default_rng(5), temperature=T) == text
+        assert generate(net(params), params, corpus, 60, np.random.default_rng(5), temperature=T) == text
+
+
+def own_argmax_rollout(cell: str, layers: int, params, state, x, n):
+    """Argmax synthesis of an L-layer network written out here (conftest.own_cell_step per layer)."""
+    m = params["W"].shape[1]
+    S = len(state) // layers
+    states = [np.asarray(state, dtype=np.float64)[None, l * S:(l + 1) * S] for l in range(layers)]
+    out = []
+    for _ in range(n):
+        inp = None
+        for l in range(layers):
+            sfx = "" if l == 0 else str(l + 1)
+            a = (params["U" + sfx][:, x][None, :] if l == 0 else inp @ params["U" + sfx].T) + params["b" + sfx]
+            states[l], inp = own_cell_step(cell, params["W" + sfx], a, states[l], m)
+        x = int(np.argmax(inp[0] @ params["V"].T + params["c"]))
+        out.append(x)
+    return out
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_temperature_zero_is_argmax_for_every_cell_with_two_layers(corpus, cell):
+    """Two layers with dropout 0.5 (off when sampling): temperature 0 is the argmax rollout of the
+    equations, whatever the generator's seed."""
+    network = Network(cell, corpus.K, 12, layers=2, dropout=0.5)
+    params = network.init_params(np.random.default_rng(1), 1.0)
+    x0 = int(corpus.ids[0])
+    expected = own_argmax_rollout(cell, 2, params, network.zero_state(params), x0, 60)
+    texts = {generate(network, params, corpus, 60, np.random.default_rng(seed), temperature=0) for seed in (0, 1, 2)}
+    assert texts == {corpus.decode([x0] + expected)}
+    assert len(set(expected)) > 2  # not a constant rollout
+    assert generate(network, params, corpus, 60, np.random.default_rng(0)) != texts.pop()
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_generate_command_temperature_zero_ignores_the_seed(tmp_path, capsys, cell):
+    """`a4lib generate RUN --temperature 0` of a trained 2-layer run (dropout 0.2): the same text for
+    every --seed, the argmax rollout from the run's saved best state and parameters."""
+    from a4lib import Config, cli, train
+    from a4lib import checkpoint as ckpt
+
+    path = tmp_path / "t.txt"
+    path.write_text("the cat sat on the mat; a dog ate the hat. " * 20, encoding="utf-8")
+    run = tmp_path / "run"
+    train(Config(corpus=str(path), model=cell, layers=2, dropout=0.2, m=16, seq_length=10, n_updates=300, eta=0.1,
+                 sample_every=0, backend="numpy"), run, progress=False)
+    texts = set()
+    for seed in ("0", "1", "7"):
+        assert cli.main(["generate", str(run), "--temperature", "0", "--seed", seed, "--length", "50"]) == 0
+        texts.add(capsys.readouterr().out)
+    params, meta = ckpt.load_params(run, "best")
+    x0 = 0  # the prime: the vocabulary's first character
+    expected = own_argmax_rollout(cell, 2, params, ckpt.load_state(run, "best"), x0, 50)
+    assert texts == {load_corpus(path).decode([x0] + expected) + "\n"}
+    assert len(set(expected)) > 3  # the run learned more than one character
+    assert cli.main(["generate", str(run), "--seed", "1", "--length", "50"]) == 0
+    assert capsys.readouterr().out not in texts
 
 
 def test_temperature_one_is_the_handout_draw(corpus):
@@ -162,15 +225,15 @@ def test_temperature_one_is_the_handout_draw(corpus):
         return int(np.flatnonzero(cp - rng.random() > 0)[0])
 
     expected = own_rollout(params, np.zeros(12), x0, 80, handout)
-    assert generate(rnn, params, corpus, 80, np.random.default_rng(9)) == corpus.decode([x0] + expected)
+    assert generate(net(params), params, corpus, 80, np.random.default_rng(9)) == corpus.decode([x0] + expected)
 
 
 def test_same_seed_same_text_other_seed_other_text(corpus):
     """The same seed repeats the text; another seed gives another one."""
     params = model_for(corpus, sig=0.3)
-    a = generate(rnn, params, corpus, 100, np.random.default_rng(1))
-    b = generate(rnn, params, corpus, 100, np.random.default_rng(1))
-    c = generate(rnn, params, corpus, 100, np.random.default_rng(2))
+    a = generate(net(params), params, corpus, 100, np.random.default_rng(1))
+    b = generate(net(params), params, corpus, 100, np.random.default_rng(1))
+    c = generate(net(params), params, corpus, 100, np.random.default_rng(2))
     assert a == b and a != c
 
 
@@ -178,7 +241,7 @@ def test_same_seed_same_text_other_seed_other_text(corpus):
 def test_length_and_prime(corpus, length):
     """The text is the prime followed by `length` generated vocabulary characters."""
     params = model_for(corpus, sig=0.3)
-    text = generate(rnn, params, corpus, length, np.random.default_rng(1), prime="the ")
+    text = generate(net(params), params, corpus, length, np.random.default_rng(1), prime="the ")
     assert text.startswith("the ") and len(text) == 4 + length
     assert set(text) <= set(corpus.chars)
 
@@ -192,14 +255,14 @@ def test_prime_sets_the_state(corpus):
     for ch in prime[:-1]:
         h = np.tanh(params["W"] @ h + params["U"][:, corpus.char_to_ix[ch]] + params["b"])
     expected = own_rollout(params, h, corpus.char_to_ix[prime[-1]], 30, lambda o: int(np.argmax(o)))
-    assert generate(rnn, params, corpus, 30, temperature=0, prime=prime) == prime + corpus.decode(expected)
+    assert generate(net(params), params, corpus, 30, temperature=0, prime=prime) == prime + corpus.decode(expected)
 
 
 def test_prime_with_unknown_characters(corpus):
     """A prime with characters outside the vocabulary: CorpusError naming them."""
     params = model_for(corpus)
     with pytest.raises(CorpusError) as err:
-        generate(rnn, params, corpus, 10, prime="the Zebra§")
+        generate(net(params), params, corpus, 10, prime="the Zebra§")
     assert "Z" in str(err.value) and "§" in str(err.value)
 
 
@@ -210,16 +273,16 @@ def test_bad_sampling_arguments(corpus, kwargs):
     args = dict(length=10, temperature=1.0, top_p=1.0)
     args.update(kwargs)
     with pytest.raises(ValueError):
-        generate(rnn, params, corpus, args["length"], temperature=args["temperature"], top_p=args["top_p"])
+        generate(net(params), params, corpus, args["length"], temperature=args["temperature"], top_p=args["top_p"])
 
 
 def test_synthesize_stops_after_stop_index(corpus):
     """synthesize with stop returns up to and including the first stop index."""
     params = model_for(corpus, sig=0.5)
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
-    full = synthesize(rnn, params, np.zeros(12), 0, 200, rng_a)
+    full = synthesize(net(params), params, np.zeros(12), 0, 200, rng_a)
     stop = full[5]
-    cut = synthesize(rnn, params, np.zeros(12), 0, 200, rng_b, stop=stop)
+    cut = synthesize(net(params), params, np.zeros(12), 0, 200, rng_b, stop=stop)
     assert cut == full[:full.index(stop) + 1]
 
 
@@ -235,7 +298,7 @@ def tweets(tmp_path):
 
 def biased_params(corpus, favourite: str, m=6):
     """Parameters whose every output strongly prefers one character."""
-    params = rnn.init_params(corpus.K, m, 0.01, np.random.default_rng(0))
+    params = Network("rnn", corpus.K, m).init_params(np.random.default_rng(0), 0.01)
     params["c"][corpus.char_to_ix[favourite]] = 50.0
     return params
 
@@ -254,24 +317,27 @@ def test_tweet_generation_stops_at_eot(tweets):
 
         full = own_rollout(params, np.zeros(12), eot, 281, handout)
         expected = full[:full.index(eot)] if eot in full else full[:280]
-        text = generate(rnn, params, tweets, 1000, np.random.default_rng(seed))
+        text = generate(net(params), params, tweets, 1000, np.random.default_rng(seed))
         assert EOT not in text
         assert text == tweets.decode(expected)
 
 
 def test_tweet_that_ends_at_once_is_empty(tweets):
     """A model that always predicts EOT generates the empty tweet."""
-    assert generate(rnn, biased_params(tweets, EOT), tweets, 1000, temperature=0) == ""
+    params = biased_params(tweets, EOT)
+    assert generate(net(params), params, tweets, 1000, temperature=0) == ""
 
 
 def test_tweet_without_eot_stops_at_280_characters(tweets):
     """A model that never predicts EOT stops after at most 280 characters (a tweet's limit)."""
-    text = generate(rnn, biased_params(tweets, "e"), tweets, 1000, temperature=0)
+    params = biased_params(tweets, "e")
+    text = generate(net(params), params, tweets, 1000, temperature=0)
     assert set(text) == {"e"}
     assert len(text) <= 280
 
 
 def test_tweet_shorter_length_is_respected(tweets):
     """A length below 280 still limits a tweet that does not end."""
-    text = generate(rnn, biased_params(tweets, "e"), tweets, 50, temperature=0)
+    params = biased_params(tweets, "e")
+    text = generate(net(params), params, tweets, 50, temperature=0)
     assert text == "e" * 50

@@ -11,10 +11,10 @@ import signal
 import numpy as np
 import pytest
 
-from a4lib import Trainer, TrainingError, evaluate, generate, load_corpus, reference, rnn, train
+from a4lib import Trainer, TrainingError, evaluate, generate, load_corpus, train
 from a4lib import checkpoint as ckpt
-from a4lib import fast
-from a4lib.models import get_model, resolve_backend
+from a4lib.model import Network, make_network, reference, resolve_backend
+from a4lib.model.kernels import available
 from a4lib.train import ResumeError
 
 
@@ -29,8 +29,8 @@ class Recorder:
     def __getattr__(self, name):
         return getattr(self._model, name)
 
-    def loss_and_grads(self, params, x, y, h0, grads=None):
-        loss, g, h = self._model.loss_and_grads(params, x, y, h0, grads)
+    def loss_and_grads(self, params, x, y, h0, grads=None, rng=None):
+        loss, g, h = self._model.loss_and_grads(params, x, y, h0, grads, rng)
         self.calls.append({"x": np.array(x), "y": np.array(y), "h0": np.array(h0), "h": h.copy(), "loss": loss})
         self.events.append(("update", len(self.calls)))
         return loss, g, h
@@ -166,7 +166,7 @@ def test_validation_text_is_never_trained_on(tmp_path, tiny_config):
     assert len(windows) == 60
     assert [u for u, _ in trainer.val_hist] == [20, 40, 60]
     held = ids[n_train:]
-    expected = rnn.loss(trainer.params, held[:-1], held[1:], trainer.last_h) / (len(held) - 1)
+    expected = trainer.model.loss(trainer.params, held[:-1], held[1:], trainer.last_h) / (len(held) - 1)
     assert trainer.val_hist[-1][1] == pytest.approx(expected, rel=1e-10)
     assert summary["best_val_loss"] == pytest.approx(min(v for _, v in trainer.val_hist))
     assert summary["final_val_loss"] == pytest.approx(expected, rel=1e-10)
@@ -175,13 +175,14 @@ def test_validation_text_is_never_trained_on(tmp_path, tiny_config):
 def test_evaluate_is_mean_loss_per_character(rnn_problem):
     """evaluate: total loss / predicted characters over segments, h = 0 at each segment, carried
     across its pieces."""
-    params, _, _, _ = rnn_problem(6, 6, 7, 1, sig=0.5)
+    params, _, _, _ = rnn_problem(6, 7, 1, sig=0.5)
+    net = Network("rnn", 6, 7)
     ids = np.random.default_rng(3).integers(0, 6, 101)
     starts, ends = np.array([0, 40]), np.array([40, 101])
-    expected = (rnn.loss(params, ids[0:39], ids[1:40], np.zeros(7))
-                + rnn.loss(params, ids[40:100], ids[41:101], np.zeros(7))) / (39 + 60)
+    expected = (net.loss(params, ids[0:39], ids[1:40], np.zeros(7))
+                + net.loss(params, ids[40:100], ids[41:101], np.zeros(7))) / (39 + 60)
     for piece in (1, 7, 1000):
-        assert evaluate(rnn, params, ids, starts, ends, piece=piece) == pytest.approx(expected, rel=1e-12)
+        assert evaluate(net, params, ids, starts, ends, piece=piece) == pytest.approx(expected, rel=1e-12)
 
 
 # --- smooth loss, samples, run files --------------------------------------------------------------
@@ -361,15 +362,15 @@ def test_resume_refuses_a_changed_corpus(tmp_path, tiny_config):
 def test_nan_loss_stops_with_training_error(small_text, tmp_path, tiny_config, monkeypatch):
     """A NaN loss at update 5: TrainingError naming the value and the update; the run says
     "diverged" after 4 updates and keeps its best parameters as its last, all finite."""
-    real = rnn.loss_and_grads
+    real = Network.loss_and_grads
     count = [0]
 
-    def nan_at_5(*args, **kwargs):
+    def nan_at_5(self, *args, **kwargs):
         count[0] += 1
-        loss, g, h = real(*args, **kwargs)
+        loss, g, h = real(self, *args, **kwargs)
         return (math.nan if count[0] == 5 else loss), g, h
 
-    monkeypatch.setattr(rnn, "loss_and_grads", nan_at_5)
+    monkeypatch.setattr(Network, "loss_and_grads", nan_at_5)
     with pytest.raises(TrainingError) as err:
         train(tiny_config(small_text, n_updates=20), tmp_path / "run", progress=False)
     msg = str(err.value)
@@ -417,7 +418,7 @@ def test_memorises_a_repeating_pattern(tmp_path, tiny_config):
     periodic = pattern * 10
     for n_prime in (1, 5, 12, 30):
         prime = periodic[:n_prime]
-        text = generate(rnn, trainer.params, trainer.corpus, 36, temperature=0, prime=prime)
+        text = generate(trainer.model, trainer.params, trainer.corpus, 36, temperature=0, prime=prime)
         assert text == periodic[:n_prime + 36], prime
 
 
@@ -454,13 +455,13 @@ def test_learns_a_markov_chain_to_its_entropy_rate(tmp_path, tiny_config):
     params, _ = ckpt.load_params(tmp_path / "run", "last")
     corpus = load_corpus(path, 25)
     held = corpus.encode(markov_text(P, 20_000, 2, "abcd"))
-    loss = evaluate(rnn, params, held, np.array([0]), np.array([len(held)]))
+    loss = evaluate(Network("rnn", corpus.K, 8), params, held, np.array([0]), np.array([len(held)]))
     assert abs(loss - H) / H < 0.05, (loss, H)
 
 
 # --- backends -------------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not fast.available(), reason="numba is not installed")
+@pytest.mark.skipif(not available(), reason="numba is not installed")
 def test_numba_backend_trains_the_numpy_run(small_text, tmp_path, tiny_config):
     """The same run on both backends: equal to rounding, and each backend recorded."""
     runs = {}
@@ -474,12 +475,15 @@ def test_numba_backend_trains_the_numpy_run(small_text, tmp_path, tiny_config):
         np.testing.assert_allclose(runs["numba"][k], runs["numpy"][k], rtol=1e-9, atol=1e-12)
 
 
-def test_auto_backend_is_numba_where_installed():
-    for model in ("rnn", "lstm"):
-        assert resolve_backend(model, "auto") == ("numba" if fast.available() else "numpy")
-    assert get_model("rnn", "numpy") is rnn
+def test_auto_backend_is_numba_where_installed(small_text, tmp_path, tiny_config):
+    """Every model's trainer runs the compiled cells under backend auto where numba is installed."""
+    assert resolve_backend("auto") == ("numba" if available() else "numpy")
+    for model in ("rnn", "gru", "lstm"):
+        trainer = Trainer(tiny_config(small_text, model=model, backend="auto"), tmp_path / model)
+        assert trainer.backend == trainer.model.backend == resolve_backend("auto")
+    assert make_network({"model": "rnn", "m": 4, "backend": "auto"}, 5, backend="numpy").backend == "numpy"
     with pytest.raises(ValueError, match="unknown backend"):
-        resolve_backend("rnn", "cuda")
+        resolve_backend("cuda")
 
 
 def test_periodic_checkpoints_stay_a_small_share_of_the_time(small_text, tmp_path, tiny_config, monkeypatch):
