@@ -584,3 +584,100 @@ def sampling_study(run_dir: str | Path, corpus: str | None, temperatures=(0.5, 0
                                        word_share=word_share(psg.text, known), distinct_chars=distinct_chars(psg.text),
                                        invented=sorted({w for w in ws if w not in known})))
     return SamplingStudy(rows=rows, n_known=len(known), length=length, seed=seed)
+
+
+# --- a sweep's runs: ranked, as a table, as CSV -----------------------------------------------------
+
+#: the columns of sweep.csv after the name and the grid's settings
+SWEEP_CSV_COLUMNS = ("status", "updates", "best_smooth_loss", "final_smooth_loss", "best_val_loss", "seconds")
+
+
+def _sweep_per_char(entries: Sequence[Mapping]) -> bool:
+    """True when the runs' sequence lengths differ: their smooth losses (sums over a sequence)
+    compare only per character."""
+    return len({e["overrides"].get("seq_length") for e in entries}) > 1
+
+
+def sweep_ranking(entries: Sequence[Mapping]) -> tuple[str, list[tuple[Mapping, float | None]]]:
+    """What a sweep's runs (the entries of sweep.json) are ranked by, and (entry, value) best first
+    (runs without a value last): the best held-out loss when every run has one, else the best
+    smooth loss (per character when the sequence lengths differ)."""
+    with_loss = [e for e in entries if e["summary"].get("best_smooth_loss") is not None]
+    if with_loss and all(e["summary"].get("best_val_loss") is not None for e in with_loss):
+        what, key = "best held-out loss per character", (lambda e: e["summary"].get("best_val_loss"))
+    elif _sweep_per_char(entries):
+        what = "best smooth loss per character"
+        key = (lambda e: None if e["summary"].get("best_smooth_loss") is None else
+               e["summary"]["best_smooth_loss"] / e["overrides"]["seq_length"])
+    else:
+        what, key = "best smooth loss", (lambda e: e["summary"].get("best_smooth_loss"))
+    valued = [(e, key(e)) for e in entries]
+    return what, sorted(valued, key=lambda ev: (ev[1] is None or not math.isfinite(ev[1]), ev[1] or 0.0))
+
+
+def sweep_rows(entries: Sequence[Mapping]) -> tuple[str, list[str], list[list]]:
+    """What a sweep's runs are ranked by, the header and one row per run, best first: rank (None
+    when the run has no loss yet), name, status, updates, best and final smooth loss, best
+    held-out loss, seconds (None where the summary has no value)."""
+    what, ranked = sweep_ranking(entries)
+    header = ["rank", "name", "status", "updates", "best smooth", "final smooth", "best held-out", "seconds"]
+    rows = [[i if value is not None else None, e["name"], e["summary"].get("status"),
+             *(e["summary"].get(k) for k in ("updates", "best_smooth_loss", "final_smooth_loss", "best_val_loss",
+                                              "seconds"))]
+            for i, (e, value) in enumerate(ranked, start=1)]
+    return what, header, rows
+
+
+def sweep_messages(entries: Sequence[Mapping]) -> list[str]:
+    """``name: message`` for each run of a sweep that diverged or could not train."""
+    return [f"{e['name']}: {e['summary']['error']}" for e in entries if e["summary"].get("error")]
+
+
+def _sweep_text(x, digits: int) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}" if isinstance(x, float) else f"{x:,}" \
+        if isinstance(x, int) else str(x)
+
+
+def sweep_table(entries: Sequence[Mapping]) -> str:
+    """A sweep's runs ranked (``sweep_rows``) as plain text, then ``sweep_messages``."""
+    what, header, rows = sweep_rows(entries)
+    cells = [header] + [[_sweep_text(v, 1 if c == 7 else 3) for c, v in enumerate(row)] for row in rows]
+    widths = [max(len(r[c]) for r in cells) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if c in (1, 2) else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths)))
+             for r in cells]
+    return "\n".join([f"ranked by {what}", *(line.rstrip() for line in lines), *sweep_messages(entries)])
+
+
+def sweep_csv(entries: Sequence[Mapping]) -> str:
+    """A sweep's entries as CSV: name, the grid's settings, then SWEEP_CSV_COLUMNS of each summary."""
+    import csv
+    import io
+
+    def cell(value) -> str:
+        return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+
+    settings = list(dict.fromkeys(k for e in entries for k in e["overrides"]))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["name", *settings, *SWEEP_CSV_COLUMNS])
+    for e in entries:
+        writer.writerow([e["name"], *(cell(e["overrides"].get(k)) for k in settings),
+                         *(cell(e["summary"].get(k)) for k in SWEEP_CSV_COLUMNS)])
+    return buf.getvalue()
+
+
+def sweep_curves(entries: Sequence[Mapping], out: str | Path) -> tuple[dict[str, dict], bool]:
+    """The smooth-loss curves of the sweep's runs in ``out`` that have a history, best first (name
+    -> {"smooth_loss": ...}), and whether they are per character (the sequence lengths differ)."""
+    _, ranked = sweep_ranking(entries)
+    per_char = _sweep_per_char(entries)
+    curves = {}
+    for e, _ in ranked:
+        path = Path(out) / e["name"] / "history.npz"
+        if not path.is_file():
+            continue
+        with np.load(path, allow_pickle=False) as z:
+            smooth = z["smooth_loss"]
+        if len(smooth):
+            curves[e["name"]] = {"smooth_loss": smooth / e["overrides"]["seq_length"] if per_char else smooth}
+    return curves, per_char

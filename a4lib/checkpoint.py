@@ -16,7 +16,12 @@ import numpy as np
 CHECKPOINT = "checkpoint.npz"
 
 
-class CheckpointError(ValueError):
+class RunFileError(ValueError):
+    """A file of a run that cannot be read or does not hold what it should: one line naming the
+    file and what is wrong."""
+
+
+class CheckpointError(RunFileError):
     """A checkpoint that cannot be read or does not hold what a run needs (one line)."""
 
 
@@ -39,10 +44,14 @@ FILE_MODE = 0o666 & ~_umask()
 
 
 def _atomic(path: Path, write) -> None:
-    """Call write(binary file) on a temporary file beside path, then rename it over path."""
+    """Call write(binary file) on a temporary file beside path, then rename it over path. An
+    OSError (a full disk, ...) names ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
@@ -50,8 +59,10 @@ def _atomic(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from None
         raise
 
 
@@ -61,12 +72,20 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, obj) -> None:
-    """JSON, UTF-8, indented, atomically."""
-    write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    """JSON, UTF-8, indented, atomically; only JSON (no NaN or Infinity)."""
+    write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8"))
 
 
 def read_json(path: Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file's content; a RunFileError (one line naming the file) when it is not UTF-8 JSON."""
+    try:
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise RunFileError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
+    except RecursionError:
+        raise RunFileError(f"{path}: not JSON a4lib writes (nested too deeply)") from None
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
@@ -86,6 +105,8 @@ def _read(path: Path, read):
     try:
         with np.load(path, allow_pickle=False) as z:
             return read(z)
+    except RecursionError:
+        raise CheckpointError(f"{path}: not a readable a4lib checkpoint (its metadata is nested too deeply)") from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path}: not a readable a4lib checkpoint ({type(err).__name__}: "
                               f"{str(err).splitlines()[0][:80] if str(err) else 'empty or truncated'})") from None
@@ -99,6 +120,11 @@ def load_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     return _read(path, read)
 
 
+def load_arrays_of(path: Path, keys: list[str]) -> tuple[dict, list[np.ndarray]]:
+    """The metadata of an .npz and only its arrays ``keys`` (a history can be large)."""
+    return _read(path, lambda z: (json.loads(str(z["meta"])), [z[k] for k in keys]))
+
+
 def load_params(run_dir: Path, which: str = "best") -> tuple[dict[str, np.ndarray], dict]:
     """A run's parameters (``best`` or ``last``) as a dict of arrays, and the checkpoint metadata."""
     from .optim import unflatten
@@ -109,25 +135,55 @@ def load_params(run_dir: Path, which: str = "best") -> tuple[dict[str, np.ndarra
     # only what is asked for: the history can be large
     meta, flat = _read(path, lambda z: (json.loads(str(z["meta"])), z["best_w" if which == "best" else "w"]))
     check_meta(meta, path)
-    like = {k: np.empty(shape) for k, shape in meta["param_shapes"].items()}
-    try:
-        return {k: v.copy() for k, v in unflatten(flat, like).items()}, meta
-    except ValueError as err:
-        raise CheckpointError(f"{path}: the parameters do not fit their shapes ({err})") from None
+    sizes = [int(np.prod(shape)) for shape in meta["param_shapes"].values()]
+    if flat.ndim != 1 or flat.dtype.kind != "f" or sum(sizes) != flat.size:
+        raise CheckpointError(f"{path}: the parameters ({flat.dtype} {flat.shape}) do not fit their shapes "
+                              f"({sum(sizes)} values)")
+    like = {k: np.empty(shape, flat.dtype) for k, shape in meta["param_shapes"].items()}
+    return {k: v.copy() for k, v in unflatten(flat, like).items()}, meta
 
 
-def check_meta(meta: dict, path: Path) -> dict:
-    """``meta`` when it holds what a run needs with sensible values; a CheckpointError otherwise."""
-    need = {"config": dict, "corpus": dict, "param_shapes": dict, "updates": int, "epoch": int, "group": int,
-            "offset": int, "best_update": int}
-    for key, kind in need.items():
-        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
-            raise CheckpointError(f"{path}: the checkpoint's metadata has no valid {key!r}")
+def _number(value, none: bool = True) -> bool:
+    return (value is None and none) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_meta(meta, path: Path) -> dict:
+    """``meta`` when it holds what a run needs with values of the right kind; a CheckpointError
+    (one line naming the file and the key) otherwise."""
+    from .config import Config
+
+    def bad(what: str):
+        return CheckpointError(f"{path}: the checkpoint's metadata {what}")
+
+    if not isinstance(meta, dict):
+        raise bad(f"is a {type(meta).__name__}, not a JSON object")
+    for key in ("config", "corpus", "param_shapes", "rng"):
+        if not isinstance(meta.get(key), dict):
+            raise bad(f"has no valid {key!r}")
     for key in ("updates", "epoch", "group", "offset", "best_update"):
-        if meta[key] < 0:
-            raise CheckpointError(f"{path}: the checkpoint says {key} = {meta[key]}, which cannot be")
-    if not isinstance(meta["corpus"].get("chars"), list) or not meta["corpus"]["chars"]:
-        raise CheckpointError(f"{path}: the checkpoint holds no vocabulary")
+        if not _count(meta.get(key)):
+            raise bad(f"says {key} = {meta.get(key)!r}, which cannot be" if key in meta else f"has no valid {key!r}")
+    for key in ("smooth_loss", "best_loss", "seconds"):
+        if not _number(meta.get(key), none=key != "seconds"):
+            raise bad(f"says {key} = {str(meta.get(key))[:40]!r}, not a number")
+    try:
+        Config.from_dict(meta["config"]).validate()
+    except (ValueError, TypeError) as err:
+        raise bad(f"holds bad settings ({err})") from None
+    chars = meta["corpus"].get("chars")
+    if not isinstance(chars, list) or not chars or not all(isinstance(c, str) and len(c) == 1 for c in chars) \
+            or len(set(chars)) != len(chars):
+        raise CheckpointError(f"{path}: the checkpoint holds no vocabulary of distinct characters")
+    if not all(isinstance(v, list) and all(_count(n) for n in v) for v in meta["param_shapes"].values()):
+        raise bad("has parameter shapes that are not lists of sizes")
+    samples = meta.get("samples")
+    if not isinstance(samples, list) or not all(isinstance(s, dict) and _count(s.get("update")) and
+                                                isinstance(s.get("text"), str) for s in samples):
+        raise bad("has no valid 'samples'")
     return meta
 
 
@@ -135,7 +191,11 @@ def load_state(run_dir: Path, which: str = "best") -> np.ndarray | None:
     """The state that goes with ``load_params(run_dir, which)``: stream 0's hidden state after the
     best (or last) update, shape (S,); None for a checkpoint that does not hold it."""
     key = "best_state" if which == "best" else "last_state"
-    return _read(Path(run_dir) / CHECKPOINT, lambda z: z[key] if key in z.files else None)
+    path = Path(run_dir) / CHECKPOINT
+    state = _read(path, lambda z: z[key] if key in z.files else None)
+    if state is not None and (state.ndim != 1 or state.dtype.kind != "f" or not np.isfinite(state).all()):
+        raise CheckpointError(f"{path}: its {key} is not a finite vector ({state.dtype} {state.shape})")
+    return state
 
 
 def load_meta(path: Path) -> dict:

@@ -26,6 +26,10 @@ DTYPES = ("float64", "float32")
 BUDGET = ("n_epochs", "n_updates", "max_seconds")
 #: what a resume may set anew: where to stop (the corpus is compared by its sha256 instead)
 RESUME_MAY_CHANGE = ("corpus", *BUDGET)
+#: the longest sample a run draws (a stop request is honoured during one; this bounds its memory)
+MAX_SAMPLE_LENGTH = 100_000
+#: the longest chunk (order chunks): longer than any text a4lib trains on
+MAX_CHUNK_LENGTH = 1_000_000_000
 
 
 class ConfigError(ValueError):
@@ -80,15 +84,17 @@ class Config:
     n_updates: int | None = setting(None, "stop after this many updates (instead of n_epochs)", flag="--updates",
                                     check=lambda v: v >= 0, allowed=">= 0")
     max_seconds: float | None = setting(None, "also stop after this much training time (seconds)",
-                                        check=lambda v: v > 0, allowed="> 0")
+                                        check=lambda v: v > 0 and _finite(v), allowed="> 0")
     seed: int = setting(0, "seeds the initial weights, the order and the samples", check=lambda v: v >= 0,
                         allowed=">= 0")
     sample_every: int = setting(10_000, "updates between samples (0: none)", check=lambda v: v >= 0, allowed=">= 0")
-    sample_length: int = setting(200, "characters per sample", check=lambda v: v >= 0, allowed=">= 0")
+    sample_length: int = setting(200, "characters per sample", check=lambda v: 0 <= v <= MAX_SAMPLE_LENGTH,
+                                 allowed=f"in [0, {MAX_SAMPLE_LENGTH:,}]")
     batch_size: int = setting(1, "parallel streams B (1: the handout's walk)", check=lambda v: v >= 1, allowed=">= 1")
     order: str = setting("sequential", "sequential: the handout's walk; chunks: shuffled chunks, h reset per chunk",
                          choices=ORDERS)
-    chunk_length: int = setting(1000, "characters per chunk (order chunks)", check=lambda v: v >= 2, allowed=">= 2")
+    chunk_length: int = setting(1000, "characters per chunk (order chunks)", check=lambda v: 2 <= v <= MAX_CHUNK_LENGTH,
+                                allowed=f"in [2, {MAX_CHUNK_LENGTH:,}]")
     val_fraction: float = setting(0.0, "hold out this final part of the text; the best parameters are those of "
                                        "the lowest held-out loss", check=lambda v: 0 <= v < 1, allowed="in [0, 1)")
     val_every: int = setting(1000, "updates between held-out evaluations", check=lambda v: v >= 1, allowed=">= 1")

@@ -253,3 +253,15 @@ def scaling(result: Mapping, *, figsize=(9.0, 3.8)) -> Figure:
     peak.set_ylabel("% of the matrix-product peak")
     speed.legend(title="solid float64, dashed float32", fontsize=8, title_fontsize=8)
     return fig
+
+
+def sweep_curves(entries, out: str | Path) -> Figure | None:
+    """The smooth-loss curves of a sweep's runs in ``out`` that have a history, best first
+    (``analysis.sweep_curves``); None when none has one."""
+    from .analysis import sweep_curves as curves_of
+
+    curves, per_char = curves_of(entries, out)
+    if not curves:
+        return None
+    return compare(curves, title=f"{len(curves)} runs of the sweep {Path(out).name}",
+                   ylabel="smooth loss per character" if per_char else "smooth loss (sum over the sequence)")

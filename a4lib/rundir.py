@@ -15,15 +15,21 @@ import os
 import platform
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CHECKPOINT, read_json, write_json
+from .checkpoint import CHECKPOINT, RunFileError, read_json, write_json
 
 PROVENANCE = "provenance.json"
 LOCK = ".lock"
+#: what a run directory holds and means; bumped when that changes, so that no run of another format is
+#: continued or reused (see ``verdict``). 2: held-out loss from the training state, the states that go with
+#: the parameters saved. 3: the best parameters are those the best loss was measured with (before the
+#: update's step), held-out evaluations only on their schedule (where a run ends, off the record).
+RUN_FORMAT = 3
 
 
 class RunDirError(ValueError):
@@ -47,11 +53,8 @@ def project_path(relative: str | Path) -> Path:
 
 def new_run_dir(run_dir: str | Path | None = None, prefix: str = "train", resume: bool = False) -> Path:
     """The directory a training notebook writes: ``run_dir`` (from the working directory), or a
-    new ``runs/<prefix>-<time>`` in the project.
-
-    A ``run_dir`` that already holds a run is refused unless ``resume`` (and a missing one is
-    refused with ``resume``), so a run is never overwritten by accident.
-    """
+    new ``runs/<prefix>-<time>`` in the project. What becomes of a run already there is decided by
+    ``verdict`` when it trains (``a4lib.train``)."""
     if run_dir is None:
         if resume:
             raise RunDirError("resume=True needs the run_dir of the run to continue")
@@ -62,15 +65,9 @@ def new_run_dir(run_dir: str | Path | None = None, prefix: str = "train", resume
             k += 1
             path = runs / f"{prefix}-{stamp}-{k}"
         return path
-    path = Path(run_dir)
     if str(run_dir).strip() == "":
         raise RunDirError("the run directory is an empty path: name one")
-    has_run = (path / CHECKPOINT).is_file()
-    if has_run and not resume:
-        raise RunDirError(f"{path} already holds a run: set resume=True to continue it, or choose another run_dir")
-    if resume and not has_run:
-        raise RunDirError(f"{path}: no run to resume (no {CHECKPOINT})")
-    return path
+    return Path(run_dir)
 
 
 def latest_run(runs: str | Path | None = None) -> Path:
@@ -88,10 +85,12 @@ def latest_run(runs: str | Path | None = None) -> Path:
 
 class RunLock:
     """An exclusive lock on a run directory while a process trains into it (``flock`` on
-    ``DIR/.lock``; the system drops it when the process ends, however it ends)."""
+    ``DIR/.lock``; the system drops it when the process ends, however it ends); with ``name`` and
+    ``holder`` another lock file and who holds it (a sweep's folder)."""
 
-    def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir) / LOCK
+    def __init__(self, run_dir: str | Path, name: str = LOCK, holder: str = "another process is training into it") -> None:
+        self.path = Path(run_dir) / name
+        self.holder = holder
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
@@ -107,7 +106,7 @@ class RunLock:
         except OSError as err:
             os.close(fd)
             if err.errno in (errno.EAGAIN, errno.EACCES):
-                raise RunDirError(f"{self.path.parent} is in use: another process is training into it") from None
+                raise RunDirError(f"{self.path.parent} is in use: {self.holder}") from None
             raise
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -147,13 +146,87 @@ def clean_temporaries(run_dir: str | Path) -> list[Path]:
     return removed
 
 
-# --- reading ----------------------------------------------------------------------------------
+# --- reading: every file read back is checked ---------------------------------------------------
+
+#: a run's status as its summary says it
+STATUSES = ("running", "finished", "interrupted", "diverged")
+#: summary.json's numbers (None allowed)
+_SUMMARY_NUMBERS = ("epochs", "best_smooth_loss", "best_val_loss", "final_smooth_loss", "final_val_loss",
+                    "seconds", "updates_per_s")
+
 
 def read_json_or(path: str | Path | None, default=None):
     """A JSON file's content; ``default`` when path is None or the file does not exist."""
     if path is None or not Path(path).is_file():
         return default
     return read_json(path)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_summary(run_dir: str | Path) -> dict | None:
+    """summary.json of a run (None when there is none); a RunFileError naming the file and the
+    value when it is not what a4lib writes."""
+    path = Path(run_dir) / "summary.json"
+    summary = read_json_or(path)
+    if summary is None:
+        return None
+    if not isinstance(summary, dict):
+        raise RunFileError(f"{path}: a JSON {type(summary).__name__}, not the summary of a run")
+    if summary.get("status") not in STATUSES:
+        raise RunFileError(f"{path}: status {str(summary.get('status'))[:40]!r} is none of {', '.join(STATUSES)}")
+    for key in ("updates", "best_update"):
+        value = summary.get(key, 0)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise RunFileError(f"{path}: {key} = {str(value)[:40]!r} is not a count")
+    for key in _SUMMARY_NUMBERS:
+        if summary.get(key) is not None and not _is_number(summary[key]):
+            raise RunFileError(f"{path}: {key} = {str(summary[key])[:40]!r} is not a number")
+    return summary
+
+
+def read_config(run_dir: str | Path) -> dict | None:
+    """config.json of a run (None when there is none); a RunFileError naming the file when it is not
+    an object of valid settings."""
+    from .config import Config
+
+    path = Path(run_dir) / "config.json"
+    config = read_json_or(path)
+    if config is None:
+        return None
+    if not isinstance(config, dict):
+        raise RunFileError(f"{path}: a JSON {type(config).__name__}, not the settings of a run")
+    try:
+        Config.from_dict(config).validate()
+    except (ValueError, TypeError) as err:
+        raise RunFileError(f"{path}: {err}") from None
+    return config
+
+
+def read_samples(run_dir: str | Path) -> list[dict]:
+    """samples.json of a run ([] when there is none), each with its update and text."""
+    path = Path(run_dir) / "samples.json"
+    samples = read_json_or(path, [])
+    if not isinstance(samples, list) or not all(isinstance(s, dict) and isinstance(s.get("update"), int) and
+                                                isinstance(s.get("text"), str) for s in samples):
+        raise RunFileError(f"{path}: not a list of samples (each with its update and text)")
+    return samples
+
+
+def read_history(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """history.npz of a run: its arrays, each a vector of numbers."""
+    path = Path(run_dir) / "history.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            history = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise RunFileError(f"{path}: not a readable history ({type(err).__name__})") from None
+    for k, v in history.items():
+        if v.ndim != 1 or v.dtype.kind not in "if":
+            raise RunFileError(f"{path}: {k} is not a vector of numbers ({v.dtype} {v.shape})")
+    return history
 
 
 @dataclass
@@ -186,61 +259,168 @@ class Run:
 
     def vocabulary(self) -> list[str]:
         """The vocabulary (index order) stored in the run's checkpoint."""
-        from .checkpoint import load_meta
+        from .checkpoint import check_meta, load_meta
 
         path = self.path / CHECKPOINT
-        return list(load_meta(path).get("corpus", {}).get("chars", [])) if path.is_file() else []
+        return list(check_meta(load_meta(path), path)["corpus"]["chars"]) if path.is_file() else []
 
 
 def load_run(run_dir: str | Path) -> Run:
-    """Read a training run: config, summary, samples and history."""
+    """Read a training run: config, summary, samples and history, each checked (a RunFileError
+    names the file that is not what a4lib writes)."""
     path = Path(run_dir)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such run directory")
     missing = [f for f in ("config.json", "summary.json", "samples.json", "history.npz") if not (path / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{path}: not a finished training run (missing {', '.join(missing)})")
-    with np.load(path / "history.npz", allow_pickle=False) as z:
-        history = {k: z[k] for k in z.files}
-    return Run(path=path, config=read_json(path / "config.json"), summary=read_json(path / "summary.json"),
-               samples=read_json(path / "samples.json"), history=history,
-               provenance=read_json_or(path / PROVENANCE, {}))
+    provenance = read_json_or(path / PROVENANCE, {})
+    if not isinstance(provenance, dict):
+        raise RunFileError(f"{path / PROVENANCE}: a JSON {type(provenance).__name__}, not an object")
+    return Run(path=path, config=read_config(path), summary=read_summary(path), samples=read_samples(path),
+               history=read_history(path), provenance=provenance)
 
 
-def status(run_dir: str | Path) -> str:
+def status(run_dir: str | Path, check_lock: bool = True) -> str:
     """A run's status: its summary's (finished, interrupted, diverged), "running" while a process
-    trains into it, "killed" when it said running but no process holds it, "new" without a summary."""
+    trains into it, "killed" when it said running but no process holds it (``check_lock`` False:
+    the caller holds the lock), "new" without a summary. A RunFileError for a summary that is not
+    what a4lib writes."""
     run_dir = Path(run_dir)
-    summary = read_json_or(run_dir / "summary.json", {}) or {}
+    summary = read_summary(run_dir) or {}
     said = summary.get("status", "new")
     if said == "running":
-        return "running" if is_locked(run_dir) else "killed"
+        return "running" if check_lock and is_locked(run_dir) else "killed"
     return said
 
 
 def list_runs(folder: str | Path) -> list[dict]:
     """One row per run directory under ``folder`` (itself, its children and grandchildren), newest
-    last: name, model, corpus, updates, best smooth and held-out loss, status, date."""
+    last: name, model, corpus, updates (where its checkpoint stands), best smooth and held-out loss,
+    status, date; a run whose files cannot be read has status "unreadable" and ``problem`` (one
+    line naming the file)."""
+    from .checkpoint import check_meta, load_meta
+
     folder = Path(folder)
     dirs = {p.parent for p in [*folder.glob("config.json"), *folder.glob("*/config.json"),
                                *folder.glob("*/*/config.json")]}
     rows = []
     for d in dirs:
+        problem = None
         try:
-            config = read_json_or(d / "config.json", {}) or {}
-            summary = read_json_or(d / "summary.json", {}) or {}
+            config = read_config(d) or {}
+            summary = read_summary(d) or {}
             said = status(d)
-        except (OSError, ValueError):  # a file cut short or not JSON: the run is listed as such
-            config, summary, said = {}, {}, "unreadable"
-        when = max((d / f).stat().st_mtime for f in ("config.json", "summary.json") if (d / f).is_file())
+            updates = summary.get("updates")
+            if said in ("running", "killed") and (d / CHECKPOINT).is_file():  # its summary lags its checkpoint
+                updates = check_meta(load_meta(d / CHECKPOINT), d / CHECKPOINT)["updates"]
+        except (OSError, ValueError) as err:  # RunFileError, a file cut short or unreadable
+            config, summary, said, updates = {}, {}, "unreadable", None
+            problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        when = max(((d / f).stat().st_mtime for f in ("config.json", "summary.json") if (d / f).is_file()), default=0.0)
         rows.append({
             "name": str(d.relative_to(folder)) if d != folder else d.name,
             "model": config.get("model"), "corpus": config.get("corpus"),
-            "updates": summary.get("updates"), "best_smooth_loss": summary.get("best_smooth_loss"),
+            "updates": updates, "best_smooth_loss": summary.get("best_smooth_loss"),
             "best_val_loss": summary.get("best_val_loss"), "status": said,
             "date": _dt.datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M"), "mtime": when,
+            "problem": problem,
         })
     return sorted(rows, key=lambda r: r["mtime"])
+
+
+# --- the verdict: what to do with a run directory ------------------------------------------------
+
+VERDICTS = ("new", "resume", "extend", "done", "conflict")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with a run directory when asked to train a Config on a corpus (see ``verdict``):
+    ``kind`` one of VERDICTS, ``reason`` one line saying why (naming the directory), ``status`` the
+    run's status and ``updates`` where its checkpoint stands."""
+
+    kind: str
+    reason: str
+    status: str = "new"
+    updates: int = 0
+
+    @property
+    def trains(self) -> bool:
+        """True when the run is to be trained: new, resumed or extended."""
+        return self.kind in ("new", "resume", "extend")
+
+
+def verdict(run_dir: str | Path, cfg, corpus=None, check_lock: bool = True) -> Verdict:
+    """The one rule deciding what becomes of ``run_dir`` when asked to train ``cfg`` (a Config, its
+    budget included) on ``corpus`` (a Corpus, its sha256, or None: not compared here); train,
+    sweep, the command line and the report build act on it:
+
+    - conflict: another process trains into it (unless ``check_lock`` is False: the caller holds
+      the lock); a file of it cannot be read or is not what a4lib writes; it was written in another
+      run format (RUN_FORMAT); it holds other settings than cfg (the budget and the corpus path
+      aside); it was trained on another text (sha256); it has trained past cfg's budget;
+    - new: it holds no checkpoint (nothing to continue; what it holds is written over);
+    - done: it diverged (trained again it would diverge again), or it finished where cfg's budget
+      ends;
+    - resume: it was interrupted or killed: it continues from its checkpoint to cfg's budget;
+    - extend: it finished, and cfg's budget goes further.
+    """
+    from .checkpoint import check_meta, load_arrays_of
+    from .config import RESUME_MAY_CHANGE, flag_of
+
+    run_dir = Path(run_dir)
+    sha = getattr(corpus, "sha256", corpus)
+
+    def conflict(reason: str, said: str = "new", updates: int = 0) -> Verdict:
+        return Verdict("conflict", reason, said, updates)
+
+    if check_lock and is_locked(run_dir):
+        return conflict(f"{run_dir} is in use: another process is training into it", "running")
+    if not (run_dir / CHECKPOINT).is_file():
+        return Verdict("new", f"{run_dir} holds no run to continue")
+    try:
+        config = read_config(run_dir)
+        if config is None:
+            raise RunFileError(f"{run_dir / 'config.json'}: missing beside {CHECKPOINT}")
+        said = status(run_dir, check_lock=False)
+        meta, (epoch_starts,) = load_arrays_of(run_dir / CHECKPOINT, ["epoch_starts"])
+        check_meta(meta, run_dir / CHECKPOINT)
+    except (OSError, ValueError) as err:  # RunFileError, CheckpointError
+        return conflict(str(err).splitlines()[0] if str(err) else f"{run_dir}: {type(err).__name__}", "unreadable")
+    from .config import Config
+
+    updates, epoch, seconds = meta["updates"], meta["epoch"], meta["seconds"]
+    if config.get("format") != RUN_FORMAT:
+        return conflict(f"{run_dir} holds a run in format {config.get('format')}, not this a4lib's {RUN_FORMAT}: "
+                        f"train it anew (in another folder, or remove it)", said, updates)
+    own = Config.from_dict(meta["config"])
+    changed = cfg.differences(own, ignore=RESUME_MAY_CHANGE)
+    if changed:
+        name = changed[0]
+        return conflict(f"{run_dir} holds a run with {name} = {getattr(own, name)!r}, not {getattr(cfg, name)!r}: "
+                        f"a run keeps its settings (leave out {flag_of(name)}, or use another folder)", said, updates)
+    if sha is not None and meta["corpus"].get("sha256") != sha:
+        return conflict(f"{run_dir} was trained on another text than {cfg.corpus or 'the default corpus'} (its "
+                        f"sha256 differs)", said, updates)
+    if said == "diverged":
+        return Verdict("done", f"{run_dir} diverged at update {updates:,}: train a new run (with a smaller eta)",
+                       said, updates)
+    into_next_epoch = len(epoch_starts) > 0 and updates > int(epoch_starts[-1])
+    past = (cfg.n_updates is not None and updates > cfg.n_updates or
+            cfg.n_epochs is not None and (epoch > cfg.n_epochs or epoch == cfg.n_epochs and into_next_epoch))
+    if past:
+        budget = f"{cfg.n_updates:,} updates" if cfg.n_updates is not None else f"{cfg.n_epochs} epochs"
+        return conflict(f"{run_dir} has trained further ({updates:,} updates, {epoch} whole epochs) than the "
+                        f"{budget} asked: ask for at least as much, or use another folder", said, updates)
+    reached = (cfg.max_seconds is not None and seconds >= cfg.max_seconds or
+               cfg.n_updates is not None and updates >= cfg.n_updates or
+               cfg.n_epochs is not None and epoch >= cfg.n_epochs)
+    if said == "finished":
+        if reached:
+            return Verdict("done", f"{run_dir} has finished this budget ({updates:,} updates)", said, updates)
+        return Verdict("extend", f"{run_dir} finished at {updates:,} updates; the budget goes further", said, updates)
+    return Verdict("resume", f"{run_dir} stopped ({said}) at update {updates:,}", said, updates)
 
 
 # --- provenance -------------------------------------------------------------------------------

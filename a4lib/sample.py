@@ -8,6 +8,7 @@ With temperature 1 and top_p 1 this is exactly the handout's sampling.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -47,13 +48,17 @@ def next_index(o: np.ndarray, rng: np.random.Generator, temperature: float = 1.0
 
 
 def synthesize(model, params: dict, state: np.ndarray, x0: int, n: int, rng: np.random.Generator,
-               temperature: float = 1.0, top_p: float = 1.0, stop: int | None = None) -> list[int]:
-    """n indices generated from ``state`` (S,) with first input x0; stops early after index ``stop``."""
+               temperature: float = 1.0, top_p: float = 1.0, stop: int | None = None,
+               cancelled: Callable[[], bool] | None = None) -> list[int]:
+    """n indices generated from ``state`` (S,) with first input x0; stops early after index ``stop``,
+    or (fewer indices) once ``cancelled()`` is true (asked before each step)."""
     if not (0 <= temperature < math.inf and 0 < top_p <= 1):  # NaN fails both
         raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
     state = np.asarray(state, dtype=float_type(params))[None, :]
     ix, out = x0, []
     for _ in range(n):
+        if cancelled is not None and cancelled():
+            break
         state, o = model.step(params, state, np.array([ix]))
         ix = next_index(o[0], rng, temperature, top_p)
         out.append(ix)

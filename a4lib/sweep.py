@@ -6,22 +6,26 @@ existing engine: a pool of local processes, or a Dask distributed cluster.
 Every combination of the grid's values is one run in ``OUT/<name>``, named by its values with the
 settings sorted (``eta=0.05,seed=1``); every other setting is the sweep's (the train flags). The
 same settings and seed give the same run as ``a4lib train`` (the same summary but for its times).
-``OUT/sweep.json`` lists each run's name, overrides (its grid values) and summary; ``sweep.csv``
-holds the same as a table and ``sweep.png`` the runs' smooth-loss curves.
+``OUT/sweep.json`` lists each run's name, overrides (its grid values) and summary, for every run
+the folder's sweeps made (a sweep of part of a grid keeps the others); ``sweep.csv`` holds the same
+as a table and ``sweep.png`` the runs' smooth-loss curves (``analysis.sweep_csv``,
+``plots.sweep_curves``). The folder is locked while a sweep runs into it: a second is refused.
 
-Calling the same sweep again skips the finished (and diverged) runs, resumes the interrupted or
-killed ones from their checkpoints, and continues finished runs to a larger budget (``--updates``,
-``--epochs``); a run directory that holds other settings is refused with one line.
+What becomes of each run directory is ``rundir.verdict``'s: finished (and diverged) runs are
+skipped, interrupted or killed ones resumed from their checkpoints, finished ones extended to a
+larger budget (``--updates``, ``--epochs``); one that holds other settings is refused with one line.
 
 Engines: locally a ``concurrent.futures.ProcessPoolExecutor`` (one run per worker process, as many
-workers as cores by default). With ``scheduler="tcp://HOST:PORT"`` the same task (``train_run``)
+workers as cores by default); a worker that ends abruptly (killed) breaks its pool: its run is
+reported failed, and the runs the pool stopped with it (saved, "interrupted") and those not yet
+started go on in a fresh pool. With ``scheduler="tcp://HOST:PORT"`` the same task (``train_run``)
 goes to a running Dask cluster through ``distributed.Client`` (the optional extra ``dask``). The
 run directories and the corpus must then be on a filesystem every worker shares, at the same path
 (``OUT`` and a relative corpus path are made absolute here) and a4lib installed on the workers.
 A worker may run several runs in threads (``--nthreads``): every run's scratch arrays belong to
 its own network and optimizer, so runs in one process never share them.
 
-Ctrl-C (or SIGTERM): locally each worker's trainer saves its run and says "interrupted" (workers
+Ctrl-C (or SIGTERM, SIGHUP): locally each worker's trainer saves its run and says "interrupted" (workers
 ignore SIGINT between runs; the sweep sends SIGINT to its workers until their runs have stopped),
 runs not yet started do not start, ``sweep.json`` is written with what exists and
 ``SweepInterrupted`` is raised (the CLI exits 130). On a Dask cluster the runs that have not
@@ -31,8 +35,6 @@ thread, where a signal cannot reach the trainer).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import itertools
 import math
 import multiprocessing
@@ -48,23 +50,28 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from . import config as _config
-from .checkpoint import CHECKPOINT, write_bytes, write_json
-from .config import BUDGET, FIELDS, RESUME_MAY_CHANGE, Config, ConfigError, check_value, flag_of, near
+from .checkpoint import RunFileError, write_bytes, write_json
+from .config import FIELDS, Config, ConfigError, check_value, flag_of, near
 from .corpus import BUILTIN, load_corpus
-from .rundir import RunDirError, read_json_or, status, write_provenance
+from .rundir import LOCK, RunDirError, RunLock, read_json_or, read_summary, status, verdict, write_provenance
 
-#: the columns of sweep.csv after the name and the grid's settings
-CSV_COLUMNS = ("status", "updates", "best_smooth_loss", "final_smooth_loss", "best_val_loss", "seconds")
+#: the most runs one sweep makes (a larger grid is refused: split it)
+MAX_RUNS = 1000
+#: the lock file of a sweep's folder
+SWEEP_LOCK = ".sweep.lock"
+#: how often a run goes to a fresh pool after its pool broke under it (a worker killed elsewhere)
+MAX_TRIES = 3
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM stopped the sweep: the runs are saved and resumable; ``summaries`` holds
-    where each run stands (name -> summary)."""
+    """Ctrl-C, SIGTERM or SIGHUP stopped the sweep: the runs are saved and resumable; ``summaries``
+    holds where each run stands (name -> summary), ``entries`` (from ``sweep``) the grid's entries."""
 
     def __init__(self, summaries: dict[str, dict], signal_name: str = "SIGINT") -> None:
         super().__init__(signal_name)
         self.summaries = summaries
         self.signal_name = signal_name
+        self.entries: list[dict] = []
 
 
 # --- the grid ---------------------------------------------------------------------------------
@@ -130,6 +137,9 @@ def check_grid(grid: Mapping[str, Sequence]) -> dict[str, list]:
         checked[name] = values
     if "n_epochs" in checked and "n_updates" in checked:
         raise ConfigError("the grid may vary n_epochs or n_updates, not both")
+    n_runs = math.prod(len(v) for v in checked.values())
+    if n_runs > MAX_RUNS:
+        raise ConfigError(f"the grid makes {n_runs:,} runs, more than {MAX_RUNS:,}: split it into several sweeps")
     return checked
 
 
@@ -163,17 +173,18 @@ def expand(base: Config, grid: Mapping[str, Sequence]) -> dict[str, tuple[dict, 
 
 # --- the task a worker runs -------------------------------------------------------------------
 
-def train_run(cfg: Config, run_dir: str) -> dict:
-    """Train one run into ``run_dir`` (resumed when it holds a checkpoint) as ``a4lib train`` does,
-    in a worker; ``{"summary": ..., "error": None | message}``. A diverged run returns its summary
-    with the message; a run that cannot train, ``{"status": "failed"}`` with the message."""
+def train_run(cfg: Config, run_dir: str | Path, resume: bool) -> dict:
+    """Train one run into ``run_dir`` as ``a4lib train`` does (``resume``: continue the run there,
+    as its verdict said), in a worker; ``{"summary": ..., "error": None | message}``. A diverged
+    run returns its summary with the message; a run that cannot train, ``{"status": "failed"}``
+    with the message."""
     from .train import TrainingError, train
 
     path = Path(run_dir)
     try:
-        summary = train(cfg, path, resume=(path / CHECKPOINT).is_file(), progress=False)
+        summary = train(cfg, path, resume=resume, progress=False)
     except TrainingError as err:  # diverged: its summary.json says so
-        return {"summary": read_json_or(path / "summary.json", {}) or {"status": "diverged"}, "error": str(err)}
+        return {"summary": read_summary(path) or {"status": "diverged"}, "error": str(err)}
     except (ValueError, OSError) as err:  # bad settings or corpus, a run in use, a disk error
         return {"summary": {"status": "failed"}, "error": str(err).splitlines()[0] if str(err) else repr(err)}
     write_provenance(path, defaults={"made_by": "a4lib.sweep"})
@@ -181,9 +192,10 @@ def train_run(cfg: Config, run_dir: str) -> dict:
 
 
 def _worker_init(started) -> None:
-    """A local worker ignores Ctrl-C outside its run (its trainer catches it during the run) and
-    says its pid."""
+    """A local worker ignores Ctrl-C and SIGHUP outside its run (its trainer catches them during
+    the run) and says its pid."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     started.put(os.getpid())
 
 
@@ -211,24 +223,38 @@ def _context():
     return multiprocessing.get_context("spawn")
 
 
-def _run_local(tasks: dict[str, tuple[Config, Path]], workers: int, done: Done) -> None:
+Task = tuple[Config, Path, bool]  # a run's settings, its directory, whether it resumes
+
+
+def _run_local(tasks: dict[str, Task], workers: int, done: Done) -> None:
+    """The runs on local worker processes, one pool after another: a pool that breaks (a worker
+    killed) hands the runs it stopped or never started to the next."""
+    tries = dict.fromkeys(tasks, 0)
+    while tasks:
+        tasks = _one_pool(tasks, workers, done, tries)
+
+
+def _one_pool(tasks: dict[str, Task], workers: int, done: Done, tries: dict[str, int]) -> dict[str, Task]:
+    """Run ``tasks`` on one pool of ``workers`` processes; the runs left to do when the pool broke
+    (``_after_break``)."""
     ctx = _context()
     started = ctx.Queue()
     # one run per worker process: a worker whose trainer caught SIGTERM (sent by the system, or by
     # the pool when another worker was killed) ends after its run instead of waiting for the next
-    one_run = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(started,), **one_run)
+    pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_worker_init,
+                               initargs=(started,), max_tasks_per_child=1)
     futures: dict = {}
     reported: set = set()
     pending: set = set()
+    broken: list[str] = []  # the runs whose pool broke under them
     waiting = iter(tasks.items())
 
     def submit(count: int) -> None:
-        for name, (cfg, path) in itertools.islice(waiting, count):
+        for name, task in itertools.islice(waiting, count):
             try:
-                future = pool.submit(train_run, cfg, str(path))
-            except BrokenProcessPool as err:  # a worker was killed: the pool takes no more runs
-                done(name, {"summary": None, "error": f"not started: {err}"})
+                future = pool.submit(train_run, *task)
+            except BrokenProcessPool:  # the pool takes no more runs: the next pool will
+                broken.append(name)
                 continue
             futures[future] = name
             pending.add(future)
@@ -240,7 +266,10 @@ def _run_local(tasks: dict[str, tuple[Config, Path]], workers: int, done: Done) 
             for future in finished:
                 pending.discard(future)
                 reported.add(future)
-                done(futures[future], _outcome(future))
+                if isinstance(future.exception(), BrokenProcessPool):
+                    broken.append(futures[future])
+                else:
+                    done(futures[future], _outcome(future))
                 submit(1)
     except KeyboardInterrupt:
         _stop_workers(futures, started)
@@ -250,6 +279,43 @@ def _run_local(tasks: dict[str, tuple[Config, Path]], workers: int, done: Done) 
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    broken += [name for name, _ in waiting]
+    return _after_break({name: tasks[name] for name in broken}, _pids(started), done, tries) if broken else {}
+
+
+def _pids(started) -> set[int]:
+    """The pids the workers of a pool said (``_worker_init``)."""
+    pids = set()
+    try:
+        while True:
+            pids.add(started.get_nowait())
+    except (queue.Empty, OSError, ValueError):
+        return pids
+
+
+def _after_break(tasks: dict[str, Task], pids: set[int], done: Done, tries: dict[str, int]) -> dict[str, Task]:
+    """The runs of a broken pool: the one whose worker was killed while training (its run says
+    "running", it was locked by one of ``pids``, no process holds it now) is reported failed, as is
+    one that went to fresh pools MAX_TRIES times; the others go to the next pool, resumed or not as
+    their verdict now says (one that finished meanwhile is reported as done)."""
+    again = {}
+    for name, (cfg, path, _) in tasks.items():
+        _wait_while_running(path)
+        try:
+            lock_pid = int((path / LOCK).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            lock_pid = None
+        said = verdict(path, cfg)
+        if said.status == "killed" and lock_pid in pids or tries[name] >= MAX_TRIES:
+            done(name, {"summary": None, "error": "its worker process ended abruptly (killed?)"})
+        elif said.trains:
+            tries[name] += 1
+            again[name] = cfg, path, said.kind != "new"
+        elif said.kind == "done":
+            done(name, {"summary": read_summary(path), "error": None})
+        else:
+            done(name, {"summary": {"status": "failed"}, "error": said.reason})
+    return again
 
 
 def _stop_workers(futures, started) -> None:
@@ -277,7 +343,7 @@ def _stop_workers(futures, started) -> None:
             pass
 
 
-def _run_dask(tasks: dict[str, tuple[Config, Path]], scheduler: str, done: Done) -> None:
+def _run_dask(tasks: dict[str, Task], scheduler: str, done: Done) -> None:
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -288,8 +354,8 @@ def _run_dask(tasks: dict[str, tuple[Config, Path]], scheduler: str, done: Done)
         raise OSError(f"cannot reach the Dask scheduler at {scheduler}: {str(err).splitlines()[0]}") from None
     token = uuid.uuid4().hex[:8]
     with client:
-        futures = {client.submit(train_run, cfg, str(path), key=f"a4lib-sweep-{name}-{token}", pure=False): name
-                   for name, (cfg, path) in tasks.items()}
+        futures = {client.submit(train_run, cfg, str(path), resume, key=f"a4lib-sweep-{name}-{token}", pure=False): name
+                   for name, (cfg, path, resume) in tasks.items()}
         try:
             for future in as_completed(futures, loop=client.loop):
                 done(futures[future], _outcome(future))
@@ -333,37 +399,13 @@ def _portable(cfg: Config) -> Config:
     return cfg.replace(corpus=str(Path(spec).absolute()))
 
 
-def plan(run_dir: Path, cfg: Config, corpora: _Corpora | None = None) -> str:
-    """What a sweep does with ``run_dir`` for ``cfg``: "skip" (finished or diverged with these
-    settings) or "train" (new, or resumed by the worker from its checkpoint, to the budget of
-    ``cfg``). A RunDirError (one line) when it holds other settings, another text, a run trained
-    past the budget, or a run in progress."""
-    stored_dict = read_json_or(run_dir / "config.json")
-    if stored_dict is None:
-        return "train"
-    stored = Config.from_dict(stored_dict)
-    changed = stored.differences(cfg, ignore=RESUME_MAY_CHANGE)
-    if changed:
-        name = changed[0]
-        raise RunDirError(f"{run_dir} holds a run with {name} = {getattr(stored, name)!r}, not {getattr(cfg, name)!r}: "
-                          f"choose another folder for this sweep (or remove that run)")
-    sha = (corpora or _Corpora()).sha256(cfg.corpus)
-    if sha is not None and stored_dict.get("corpus_sha256") not in (None, sha):
-        raise RunDirError(f"{run_dir} was trained on another text than {cfg.corpus or 'the default corpus'}: "
-                          f"choose another folder for this sweep (or remove that run)")
-    said = status(run_dir)
-    if said == "running":
-        raise RunDirError(f"{run_dir} is in use: another process is training into it")
-    budget_changed = stored.differences(cfg, ignore=[n for n in FIELDS if n not in BUDGET])
-    if said == "diverged" or said == "finished" and not budget_changed:
-        return "skip"
-    summary = read_json_or(run_dir / "summary.json", {}) or {}
-    past = (cfg.n_updates is not None and summary.get("updates", 0) > cfg.n_updates or
-            cfg.n_epochs is not None and summary.get("epochs", 0) > cfg.n_epochs)
-    if past:
-        raise RunDirError(f"{run_dir} has trained further ({summary.get('updates')} updates, {summary.get('epochs')} "
-                          f"epochs) than this sweep's budget: give a budget at least as large, or another folder")
-    return "train"
+def plan(run_dir: Path, cfg: Config, corpora: _Corpora | None = None):
+    """``rundir.verdict`` for ``run_dir`` and ``cfg`` (the corpus compared by its sha256 where it
+    can be read here); a RunDirError (one line) for a conflict."""
+    said = verdict(run_dir, cfg, (corpora or _Corpora()).sha256(cfg.corpus))
+    if said.kind == "conflict":
+        raise RunDirError(said.reason)
+    return said
 
 
 def check_name(name: str) -> str:
@@ -373,35 +415,54 @@ def check_name(name: str) -> str:
     return name
 
 
+def _check_workers(workers) -> None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers = {workers!r} is not allowed: expected an integer >= 1 (or None: the cores)")
+
+
+def _lock(out: Path) -> RunLock:
+    """The lock of a sweep's folder: a second sweep into it is refused while one runs."""
+    return RunLock(out, SWEEP_LOCK, "another sweep runs into it")
+
+
 def run_many(runs: Mapping[str, Config], out: str | Path, workers: int | None = None,
              scheduler: str | None = None, progress: bool = False) -> dict[str, dict]:
     """Train every run (name -> Config) into ``out/<name>``, locally on ``workers`` processes
     (default: the cores, at most one per run) or on the Dask cluster at ``scheduler``; name ->
-    summary, in the order of ``runs``.
+    summary, in the order of ``runs``. ``out`` is locked meanwhile (a RunDirError when another
+    sweep runs into it).
 
-    Finished runs with the same Config are skipped, interrupted or killed ones resumed (see
-    ``plan``). A run that diverged has its summary (status "diverged"); a run that could not train
-    ``{"status": "failed", "error": message}``. Ctrl-C or SIGTERM: the runs are saved and
+    Each run directory gets what its ``rundir.verdict`` says: done runs are skipped, the others
+    trained, resumed or extended; a conflict is a RunDirError (one line) before any run starts. A
+    run that diverged has its summary (status "diverged"); a run that could not train
+    ``{"status": "failed", "error": message}``. Ctrl-C, SIGTERM or SIGHUP: the runs are saved and
     ``SweepInterrupted`` is raised with the summaries as they stand.
     """
+    _check_workers(workers)
+    out = Path(out).absolute() if scheduler else Path(out)
+    with _lock(out):
+        return _run_many(runs, out, workers, scheduler, progress)
+
+
+def _run_many(runs: Mapping[str, Config], out: Path, workers: int | None, scheduler: str | None,
+              progress: bool) -> dict[str, dict]:
+    """``run_many`` in a folder this process has locked."""
     from tqdm import tqdm
 
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ConfigError(f"workers = {workers!r} is not allowed: expected an integer >= 1 (or None: the cores)")
-    out = Path(out).absolute() if scheduler else Path(out)
     corpora = _Corpora()
-    tasks: dict[str, tuple[Config, Path]] = {}
+    tasks: dict[str, Task] = {}
     summaries: dict[str, dict] = {}
     lost: dict[str, str] = {}  # the runs whose worker ended: name -> message
     for name, cfg in runs.items():
         cfg = (_portable(cfg) if scheduler else cfg).validate()
         run_dir = out / check_name(name)
-        if plan(run_dir, cfg, corpora) == "skip":
-            summaries[name] = read_json_or(run_dir / "summary.json", {})
+        said = plan(run_dir, cfg, corpora)
+        if said.kind == "done":
+            summaries[name] = read_summary(run_dir)
         else:
-            tasks[name] = cfg, run_dir
+            tasks[name] = cfg, run_dir, said.kind != "new"
     if not scheduler:  # a bad corpus is one line before any worker starts
-        for cfg, _ in tasks.values():
+        for cfg, _, _ in tasks.values():
             corpora.check(cfg.corpus)
     bar = tqdm(total=len(runs), initial=len(runs) - len(tasks), disable=not progress, file=sys.stderr,
                unit="run", desc="runs", dynamic_ncols=True)
@@ -435,7 +496,10 @@ def _in_order(runs: Mapping[str, Config], out: Path, summaries: dict[str, dict],
     for name in runs:
         if name in lost:  # its trainer may still be saving (a killed forkserver ends a pool at once)
             _wait_while_running(out / name)
-        saved = read_json_or(out / name / "summary.json", {}) or {}
+        try:
+            saved = read_summary(out / name) or {}
+        except RunFileError as err:
+            saved = {"status": "failed", "error": str(err)}
         if name in lost:
             ordered[name] = saved if saved.get("status") in ("interrupted", "finished", "diverged") else \
                 {"status": "failed", "error": lost[name]}
@@ -447,50 +511,64 @@ def _in_order(runs: Mapping[str, Config], out: Path, summaries: dict[str, dict],
 def _wait_while_running(run_dir: Path, timeout: float = 120.0) -> None:
     """Wait until no process trains into ``run_dir`` (at most ``timeout`` seconds)."""
     deadline = time.monotonic() + timeout
-    while status(run_dir) == "running" and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        try:
+            if status(run_dir) != "running":
+                return
+        except RunFileError:
+            return
         time.sleep(0.1)
 
 
 class _StopOnSigterm:
-    """While a sweep runs, SIGTERM stops it as Ctrl-C does (in the main thread; elsewhere a no-op)."""
+    """While a sweep runs, SIGTERM and SIGHUP stop it as Ctrl-C does (in the main thread; elsewhere
+    a no-op)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.signal_name = "SIGINT"
-        self._old = None
+        self._old: dict = {}
 
     def _handler(self, signum, frame) -> None:
-        self.signal_name = "SIGTERM"
+        self.signal_name = signal.Signals(signum).name
         raise KeyboardInterrupt
 
     def __enter__(self) -> "_StopOnSigterm":
-        try:
-            self._old = signal.signal(signal.SIGTERM, self._handler)
-        except ValueError:  # not the main thread
-            self._old = None
+        for sig in self.SIGNALS:
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
-# --- a sweep: the grid, its files, its table and figure ---------------------------------------
+# --- a sweep: the grid and its files ------------------------------------------------------------
 
 def sweep(base: Config, grid: Mapping[str, Sequence], out: str | Path, workers: int | None = None,
           scheduler: str | None = None, progress: bool = True) -> list[dict]:
     """Train every combination of ``grid`` (setting -> values) over ``base`` into ``out/<name>``
-    (see ``run_many``) and write ``sweep.json``, ``sweep.csv`` and ``sweep.png`` there; the entries
-    of sweep.json (name, overrides, summary), in grid order. On Ctrl-C the files are written with
-    what exists and ``SweepInterrupted`` is raised."""
+    (see ``run_many``) and write ``sweep.json``, ``sweep.csv`` and ``sweep.png`` there (with the
+    runs earlier sweeps made in ``out``, see ``write_results``); the entries of this grid (name,
+    overrides, summary), in grid order. On Ctrl-C the files are written with what exists and
+    ``SweepInterrupted`` is raised."""
     expanded = expand(base, grid)
+    _check_workers(workers)
     out = Path(out)
-    try:
-        summaries = run_many({name: cfg for name, (_, cfg) in expanded.items()}, out, workers, scheduler, progress)
-    except SweepInterrupted as stop:
-        write_results(out, _entries(expanded, stop.summaries))
-        raise
-    entries = _entries(expanded, summaries)
-    write_results(out, entries)
+    runs = {name: cfg for name, (_, cfg) in expanded.items()}
+    with _lock(out):
+        try:
+            summaries = _run_many(runs, out.absolute() if scheduler else out, workers, scheduler, progress)
+        except SweepInterrupted as stop:
+            stop.entries = _entries(expanded, stop.summaries)
+            write_results(out, stop.entries)
+            raise
+        entries = _entries(expanded, summaries)
+        write_results(out, entries)
     return entries
 
 
@@ -500,121 +578,52 @@ def _entries(expanded: dict[str, tuple[dict, Config]], summaries: dict[str, dict
 
 
 def load(out: str | Path) -> list[dict]:
-    """The entries of ``out/sweep.json``."""
+    """The entries of ``out/sweep.json``; a RunFileError (one line naming it) when it is not a list
+    of entries (name, overrides, summary)."""
     path = Path(out) / "sweep.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (run the sweep first)")
-    return read_json_or(path)
+    entries = read_json_or(path)
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) and
+                                                isinstance(e.get("overrides"), dict) and
+                                                isinstance(e.get("summary"), dict) for e in entries):
+        raise RunFileError(f"{path}: not a list of sweep entries (name, overrides, summary)")
+    return entries
+
+
+def _earlier(out: Path, names: set[str]) -> list[dict]:
+    """The entries of the folder's sweep.json for runs not in ``names`` whose folders are still
+    there, each with its summary as its run now says."""
+    try:
+        entries = load(out)
+    except (FileNotFoundError, RunFileError):
+        return []
+    kept = []
+    for e in entries:
+        if e["name"] in names or not (out / check_name(e["name"])).is_dir():
+            continue
+        try:
+            summary = read_summary(out / e["name"]) or e["summary"]
+        except RunFileError as err:
+            summary = {"status": "failed", "error": str(err)}
+        kept.append({**e, "summary": summary})
+    return kept
 
 
 def write_results(out: Path, entries: list[dict]) -> None:
-    """sweep.json, sweep.csv and sweep.png (the curves of the runs that have a history), atomically."""
+    """sweep.json, sweep.csv and sweep.png (the curves of the runs that have a history),
+    atomically: the ``entries`` after those of earlier sweeps into ``out`` (runs still there),
+    so that a sweep of part of a grid keeps the rest."""
+    from .analysis import sweep_csv
+    from .plots import png_bytes, sweep_curves
+
     out.mkdir(parents=True, exist_ok=True)
+    entries = _earlier(out, {e["name"] for e in entries}) + entries
     write_json(out / "sweep.json", entries)
-    data = csv_text(entries).encode("utf-8")
-    write_bytes(out / "sweep.csv", data)
-    fig = figure(entries, out)
+    write_bytes(out / "sweep.csv", sweep_csv(entries).encode("utf-8"))
+    fig = sweep_curves(entries, out)
     if fig is not None:
-        from .plots import png_bytes
-
-        png = png_bytes(fig)
-        write_bytes(out / "sweep.png", png)
-
-
-def csv_text(entries: list[dict]) -> str:
-    """The entries as CSV: name, the grid's settings, then CSV_COLUMNS from each summary."""
-    settings = list(dict.fromkeys(k for e in entries for k in e["overrides"]))
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["name", *settings, *CSV_COLUMNS])
-    for e in entries:
-        writer.writerow([e["name"], *(_cell(e["overrides"].get(k)) for k in settings),
-                         *(_cell(e["summary"].get(k)) for k in CSV_COLUMNS)])
-    return buf.getvalue()
-
-
-def _cell(value) -> str:
-    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
-
-
-def _per_char(entries: list[dict]) -> bool:
-    """True when the runs' sequence lengths differ: their smooth losses (sums over a sequence)
-    compare only per character."""
-    return len({e["overrides"].get("seq_length") for e in entries}) > 1
-
-
-def ranking(entries: list[dict]) -> tuple[str, list[tuple[dict, float | None]]]:
-    """What the runs are ranked by, and (entry, value) best first (runs without a value last):
-    the best held-out loss when every run has one, else the best smooth loss (per character when
-    the sequence lengths differ)."""
-    with_loss = [e for e in entries if e["summary"].get("best_smooth_loss") is not None]
-    if with_loss and all(e["summary"].get("best_val_loss") is not None for e in with_loss):
-        what, key = "best held-out loss per character", (lambda e: e["summary"].get("best_val_loss"))
-    elif _per_char(entries):
-        what = "best smooth loss per character"
-        key = (lambda e: None if e["summary"].get("best_smooth_loss") is None else
-               e["summary"]["best_smooth_loss"] / e["overrides"]["seq_length"])
-    else:
-        what, key = "best smooth loss", (lambda e: e["summary"].get("best_smooth_loss"))
-    valued = [(e, key(e)) for e in entries]
-    return what, sorted(valued, key=lambda ev: (ev[1] is None or not math.isfinite(ev[1]), ev[1] or 0.0))
-
-
-def ranked_rows(entries: list[dict]) -> tuple[str, list[str], list[list]]:
-    """What the runs are ranked by, the header and one row per run, best first: rank (None when
-    the run has no loss yet), name, status, updates, best and final smooth loss, best held-out
-    loss, seconds (None where the summary has no value)."""
-    what, ranked = ranking(entries)
-    header = ["rank", "name", "status", "updates", "best smooth", "final smooth", "best held-out", "seconds"]
-    rows = [[i if value is not None else None, e["name"], e["summary"].get("status"),
-             *(e["summary"].get(k) for k in ("updates", "best_smooth_loss", "final_smooth_loss", "best_val_loss",
-                                              "seconds"))]
-            for i, (e, value) in enumerate(ranked, start=1)]
-    return what, header, rows
-
-
-def messages(entries: list[dict]) -> list[str]:
-    """``name: message`` for each run that diverged or could not train."""
-    return [f"{e['name']}: {e['summary']['error']}" for e in entries if e["summary"].get("error")]
-
-
-def _text(x, digits: int) -> str:
-    return "-" if x is None else f"{x:,.{digits}f}" if isinstance(x, float) else f"{x:,}" \
-        if isinstance(x, int) else str(x)
-
-
-def format_table(entries: list[dict]) -> str:
-    """The runs ranked (``ranked_rows``) as plain text, then ``messages``."""
-    what, header, rows = ranked_rows(entries)
-    cells = [header] + [[_text(v, 1 if c == 7 else 3) for c, v in enumerate(row)] for row in rows]
-    widths = [max(len(r[c]) for r in cells) for c in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if c in (1, 2) else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths)))
-             for r in cells]
-    return "\n".join([f"ranked by {what}", *(line.rstrip() for line in lines), *messages(entries)])
-
-
-def figure(entries: list[dict], out: str | Path):
-    """The smooth-loss curves of the runs in ``out`` that have a history (best first, per
-    character when the sequence lengths differ); None when none has one."""
-    import numpy as np
-
-    from .plots import compare
-
-    _, ranked = ranking(entries)
-    per_char = _per_char(entries)
-    curves = {}
-    for e, _ in ranked:
-        path = Path(out) / e["name"] / "history.npz"
-        if not path.is_file():
-            continue
-        with np.load(path, allow_pickle=False) as z:
-            smooth = z["smooth_loss"]
-        if len(smooth):
-            curves[e["name"]] = {"smooth_loss": smooth / e["overrides"]["seq_length"] if per_char else smooth}
-    if not curves:
-        return None
-    return compare(curves, title=f"{len(curves)} runs of the sweep {Path(out).name}",
-                   ylabel="smooth loss per character" if per_char else "smooth loss (sum over the sequence)")
+        write_bytes(out / "sweep.png", png_bytes(fig))
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -640,8 +649,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    """``a4lib sweep``: 0 when every run finished or diverged, 1 when one could not train, 130
-    (Ctrl-C) or 143 (SIGTERM) when stopped."""
+    """``a4lib sweep``: 0 when every run finished or diverged, 1 when one could not train, 128 + the
+    signal's number when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
+    from .analysis import sweep_table
+
     grid = parse_grid(args.grid)
     both = [name for name in grid if name in _config.given(args)]
     if both:
@@ -652,14 +663,13 @@ def command(args: argparse.Namespace) -> int:
     try:
         entries = sweep(base, grid, args.out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
     except SweepInterrupted as stop:
-        entries = load(args.out)
-        print(format_table(entries))
+        print(sweep_table(stop.entries))
         where = ("the runs not started are cancelled, the running ones train on to their end on the cluster"
                  if args.scheduler else "every run is saved")
         print(f"a4lib: sweep stopped by {stop.signal_name}: {where}; the same command resumes the sweep",
               file=sys.stderr)
-        return 143 if stop.signal_name == "SIGTERM" else 130
-    print(format_table(entries))
+        return 128 + signal.Signals[stop.signal_name]
+    print(sweep_table(entries))
     print(f"wrote {Path(args.out) / 'sweep.json'}, sweep.csv and sweep.png", file=sys.stderr)
     failed = [e["name"] for e in entries if e["summary"].get("status") == "failed"]
     if failed:

@@ -18,20 +18,19 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from . import checkpoint as ckpt
 from .corpus import BUILTIN, Corpus, CorpusError, load_corpus
-from .config import RESUME_MAY_CHANGE, Config, flag_of
+from .config import Config, ConfigError
 from .model import make_network
 from .optim import flatten, make_optimizer
+from .rundir import RUN_FORMAT
 from .sample import generate, synthesize
 
-# What a run directory holds and means; bumped when that changes, so that builds do not reuse older
-# runs. 2: held-out loss from the training state, the states that go with the parameters saved.
-RUN_FORMAT = 2
 #: a run has diverged when its smooth loss passes this multiple of its first value (as char-rnn)
 DIVERGENCE = 3.0
 
@@ -122,8 +121,10 @@ def held_out_streams(n_chars: int) -> int:
 
 
 def evaluate(model, params: dict, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-             piece: int | None = None, state0: np.ndarray | None = None, streams: int = 1) -> float:
-    """Mean loss per predicted character (nats) over the segments (start, end).
+             piece: int | None = None, state0: np.ndarray | None = None, streams: int = 1,
+             stop: Callable[[], bool] | None = None) -> float | None:
+    """Mean loss per predicted character (nats) over the segments (start, end); None when ``stop()``
+    (asked before each call of the model) turns true.
 
     Each segment is cut into ``streams`` contiguous parts of equal length (fewer when it has fewer
     characters to predict); every part starts from the state ``state0`` (default h = 0) and
@@ -155,6 +156,8 @@ def evaluate(model, params: dict, ids: np.ndarray, starts: np.ndarray, ends: np.
         state = model.zero_state(params, B) if state0 is None else np.tile(state0, (B, 1))
         steps = piece or min(1000, max(1, 4096 // B))
         for a in range(0, L, steps):
+            if stop is not None and stop():
+                return None
             pos = begins[None, :] + np.arange(a, min(a + steps, L))[:, None]
             loss, state = model.loss_and_state(params, ids[pos], ids[pos + 1], state)
             total += loss * B
@@ -168,13 +171,48 @@ def evaluate(model, params: dict, ids: np.ndarray, starts: np.ndarray, ends: np.
     return total / count if count else float("nan")
 
 
+# --- memory ------------------------------------------------------------------------------------
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the system's available memory, or the cgroup's limit
+    less its use when lower; None where neither can be read."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def check_memory(cfg: Config, K: int) -> None:
+    """A ConfigError, before anything is allocated, when the run cannot fit in memory: a lower
+    bound of what it needs (every model has at least m x m + 2 m x K parameters per layer, and the
+    trainer keeps at least four vectors of them: parameters, gradient, best parameters, optimizer
+    state) against ``available_memory``."""
+    free = available_memory()
+    n_params = cfg.m * (cfg.m + 2 * K) * cfg.layers
+    need = 4 * n_params * np.dtype(cfg.dtype).itemsize
+    if free is not None and need > free:
+        raise ConfigError(f"m = {cfg.m:,} needs at least {need / 2**30:,.1f} GiB ({n_params:,} parameters), "
+                          f"more than the {free / 2**30:,.1f} GiB free: choose a smaller --m")
+
+
 # --- the trainer -----------------------------------------------------------------------------
 
 class _Interrupt:
-    """Turns Ctrl-C (SIGINT) and SIGTERM into a flag the loop checks between updates; a second
-    signal while the run saves is recorded too, so it never interrupts the save."""
+    """Turns Ctrl-C (SIGINT), SIGTERM and SIGHUP (a closed terminal or ssh session) into a flag the
+    loop checks between updates and that sampling and held-out evaluation check as they go; a
+    second signal while the run saves is recorded too, so it never interrupts the save."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -204,12 +242,16 @@ class _Interrupt:
 class Trainer:
     """A run: its corpus, model, parameters, optimizer and walk state, and its directory."""
 
+    _interrupt: _Interrupt | None = None  # while run() runs: the stop requests
+    _shown_sample: int | None = None  # a resumed run: the update of the sample its last part showed
+
     def __init__(self, cfg: Config, out: Path, corpus: Corpus | None = None) -> None:
         cfg.validate()
         self.cfg, self.out = cfg, Path(out)
         self.corpus = corpus if corpus is not None else load_corpus(cfg.corpus, cfg.seq_length)
         if self.corpus.is_tweets and cfg.batch_size > 1:
             raise ValueError("batch_size > 1 is not supported for tweet corpora (tweets differ in length)")
+        check_memory(cfg, self.corpus.K)
         self.model = make_network(cfg, self.corpus.K)
         self.backend = self.model.backend
         self.ids = self.corpus.ids
@@ -293,105 +335,187 @@ class Trainer:
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at update {self.updates + 1}: the run diverged (try a "
                                 f"smaller eta); its best parameters are saved as its last in {self.out}")
+        self._measured(loss, h_last)  # before the step: the parameters this loss was measured with
         self.opt.step(self.w, self.dw, self.opt_state, self.cfg.clip)
         self.state = h_last.reshape(self.state.shape)
         self.last_h = self.state[0]  # kept when _advance resets the state for a new epoch or chunk
         return loss
 
-    def sample_now(self) -> dict:
+    def _stopping(self) -> bool:
+        """True once a stop (Ctrl-C, SIGTERM, SIGHUP) is requested while run() runs."""
+        return self._interrupt is not None and self._interrupt.requested
+
+    def sample_now(self) -> dict | None:
         """A sample from stream 0's current state with the current input character; for tweets,
-        a new tweet (h = 0, input EOT) up to its end-of-tweet character."""
+        a new tweet (h = 0, input EOT) up to its end-of-tweet character. None when a stop is
+        requested meanwhile: the rng is left as before, so a resumed run draws the same sample."""
+        rng_state = self.rng.bit_generator.state
         if self.corpus.is_tweets:
             text = generate(self.model, self.params, self.corpus, self.cfg.sample_length, self.rng)
         else:
             x0 = int(self.ids[self.plan[self.group, 0, 0] + self.offset])
-            ids = synthesize(self.model, self.params, self.state[0], x0, self.cfg.sample_length, self.rng)
+            ids = synthesize(self.model, self.params, self.state[0], x0, self.cfg.sample_length, self.rng,
+                             cancelled=self._stopping)
             text = self.corpus.decode(ids)
+        if self._stopping():
+            self.rng.bit_generator.state = rng_state
+            return None
         return {"update": self.updates, "smooth_loss": self.smooth_loss, "text": text}
 
-    def validate_now(self) -> float:
+    def validate_now(self) -> float | None:
         """The held-out loss per character. Plain text: cut into ``held_out_streams`` contiguous
         streams evaluated together, each from stream 0's state after the last update and carried
         through its part (a model trained with h carried through the text may predict badly from
         h = 0, a state it rarely trained from); tweets: h = 0 per tweet, tweets of one length
-        together."""
+        together. None when a stop is requested meanwhile."""
         if self.corpus.is_tweets:
-            return evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends)
+            return evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends, stop=self._stopping)
         n_chars = int(np.sum(self.val_ends - self.val_starts))
         return evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends, state0=self.last_h,
-                        streams=held_out_streams(n_chars))
+                        streams=held_out_streams(n_chars), stop=self._stopping)
+
+    # the record: what a run keeps, the same however often it was stopped and resumed ----------
+    @property
+    def has_val(self) -> bool:
+        return len(self.val_starts) > 0
+
+    def _measured(self, loss: float, h_last: np.ndarray) -> None:
+        """The loss of the update being made, before its step: the smooth loss it records, and
+        (without held-out text) the parameters it was measured with and the state they end the
+        batch in as the best, when the smooth loss is the lowest yet."""
+        self._smooth = loss if self.smooth_loss is None else 0.999 * self.smooth_loss + 0.001 * loss
+        if not self.has_val and self._smooth < self.best_loss:
+            self.best_loss, self.best_update = self._smooth, self.updates + 1
+            np.copyto(self.best_w, self.w)
+            np.copyto(self.best_state, np.reshape(h_last, self.state.shape)[0])
+
+    def _sample_due(self) -> bool:
+        """A sample is due at this update (every sample_every, from update 0) and not yet drawn."""
+        every = self.cfg.sample_every
+        return bool(every) and self.updates % every == 0 and (not self.samples or
+                                                             self.samples[-1]["update"] != self.updates)
+
+    def _evaluation_due(self) -> bool:
+        """A held-out evaluation is due at this update (every val_every) and not yet made."""
+        every = self.cfg.val_every
+        return self.has_val and self.updates > 0 and self.updates % every == 0 and \
+            (not self.val_hist or self.val_hist[-1][0] != self.updates)
+
+    def _record_validation(self, on_validate) -> float | None:
+        """Evaluate the held-out text and record it (the best when lowest); None when stopped."""
+        val = self.validate_now()
+        if val is None:
+            return None
+        self.val_hist.append((self.updates, val))
+        if on_validate:
+            on_validate(self.updates, val)
+        if val < self.best_loss:
+            self._record_best(val)
+        return val
+
+    def _record_best(self, loss: float) -> None:
+        self.best_loss, self.best_update = loss, self.updates
+        np.copyto(self.best_w, self.w)
+        np.copyto(self.best_state, self.last_h)
+
+    def _show(self, sample: dict, on_sample) -> None:
+        if on_sample and sample["update"] != self._shown_sample:
+            on_sample(sample)
+
+    def _end(self, on_sample, on_validate) -> None:
+        """Off the record, where the run ends (a resumed or extended run drops them, see resume):
+        the sample of the state it ends in, its held-out loss and, while no scheduled evaluation
+        has chosen one, its last parameters as its best. Each is skipped when a stop is requested."""
+        if self.cfg.sample_every and (not self.samples or self.samples[-1]["update"] != self.updates):
+            rng_state = self.rng.bit_generator.state  # a resumed run must draw what this one would have
+            sample = self.sample_now()
+            self.rng.bit_generator.state = rng_state
+            if sample is not None:
+                self.samples.append({**sample, "final": True})
+                self._show(sample, on_sample)
+        if self.has_val and (not self.val_hist or self.val_hist[-1][0] != self.updates):
+            val = self.validate_now()
+            if val is not None:
+                self.val_hist.append((self.updates, val))
+                if on_validate:
+                    on_validate(self.updates, val)
+                if self.best_loss == math.inf:
+                    self._record_best(val)
 
     # the loop --------------------------------------------------------------------------------
     def run(self, progress: bool = True, on_sample=None, on_validate=None) -> dict:
-        """Train until done, or until Ctrl-C or SIGTERM (then it saves and says "interrupted");
-        write the run directory; return the summary. A diverging run (the loss not finite, or the
-        smooth loss above DIVERGENCE times its first value) saves its best parameters as its last
-        and raises TrainingError."""
+        """Train until done, or until Ctrl-C, SIGTERM or SIGHUP (then it saves and says
+        "interrupted"); write the run directory; return the summary. A diverging run (the loss not
+        finite, or the smooth loss above DIVERGENCE times its first value) saves its best
+        parameters as its last and raises TrainingError.
+
+        What a run records does not depend on where it was stopped and resumed: samples every
+        sample_every updates, held-out evaluations every val_every updates (the best parameters
+        those of the lowest held-out loss among them; without held-out text those the lowest smooth
+        loss was measured with), and off the record where it ends (``_end``)."""
         from tqdm import tqdm
 
         from .rundir import write_provenance
 
         cfg = self.cfg
-        has_val = len(self.val_starts) > 0
         self.write_config()
         write_provenance(self.out)
-        self.write_summary("running")  # until the run ends: a killed run never looks finished
-        bar = tqdm(total=self.total_updates(), initial=self.updates, disable=not progress,
-                   file=sys.stderr, unit="upd", mininterval=1.0, dynamic_ncols=True)
         t0 = time.perf_counter() - self.seconds
         next_save = 0.0
-        status = "finished"
         with _Interrupt() as interrupt:  # also over the final save: a second Ctrl-C cannot break it
-            while not self.done() and not interrupt.requested:
-                if cfg.sample_every and self.updates % cfg.sample_every == 0 and \
-                        (not self.samples or self.samples[-1]["update"] != self.updates):
-                    self.samples.append(self.sample_now())
-                    if on_sample:
-                        on_sample(self.samples[-1])
-                try:
-                    loss = self.train_step()
-                except TrainingError as err:
-                    self._diverged(str(err), time.perf_counter() - t0, bar)
-                smooth = loss if self.smooth_loss is None else 0.999 * self.smooth_loss + 0.001 * loss
-                start = self.smooth_hist[0] if self.smooth_hist else loss
-                if smooth > DIVERGENCE * start:
-                    self._diverged(f"the smooth loss rose to {smooth:.4g} at update {self.updates + 1}, more than "
-                                   f"{DIVERGENCE:g} times its first value {start:.4g}: the run diverged (try a smaller "
-                                   f"eta); its best parameters are saved as its last in {self.out}",
-                                   time.perf_counter() - t0, bar)
-                self.updates += 1
-                self.smooth_loss = smooth
-                self.seconds = time.perf_counter() - t0
-                self.loss_hist.append(loss)
-                self.smooth_hist.append(self.smooth_loss)
-                self.time_hist.append(self.seconds)
-                self._advance()
-                if has_val and (self.updates % cfg.val_every == 0 or self.done()):
+            self._interrupt = interrupt
+            try:
+                self.write_summary("running")  # until the run ends: a killed run never looks finished
+                bar = tqdm(total=self.total_updates(), initial=self.updates, disable=not progress,
+                           file=sys.stderr, unit="upd", mininterval=1.0, dynamic_ncols=True)
+                if self._evaluation_due():  # one a stop cut short
                     self._record_validation(on_validate)
-                elif not has_val and self.smooth_loss < self.best_loss:
-                    self._record_best(self.smooth_loss)
-                if self.updates % cfg.checkpoint_every == 0 and self.seconds >= next_save:
-                    spent = time.perf_counter()
-                    self.save()
-                    spent = time.perf_counter() - spent
-                    # a long history makes each save slower: keep saving under ~10 % of the time
-                    next_save = self.seconds + 9 * spent
-                bar.update(1)
-                if self.updates % 200 == 0:
-                    bar.set_postfix(smooth_loss=f"{self.smooth_loss:.3f}", refresh=False)
-            bar.close()
-            if interrupt.requested:
-                status = "interrupted"
-            elif cfg.sample_every and (not self.samples or self.samples[-1]["update"] != self.updates):
-                rng_state = self.rng.bit_generator.state  # a resumed run must draw what this one would have
-                self.samples.append({**self.sample_now(), "final": True})  # the state the run ends in
-                self.rng.bit_generator.state = rng_state
-                if on_sample:
-                    on_sample(self.samples[-1])
-            self.seconds = time.perf_counter() - t0
-            self.save()
-            signal_name = signal.Signals(interrupt.signum).name if interrupt.requested else None
-            return self.write_summary(status, signal_name)
+                while not self.done() and not interrupt.requested:
+                    if self._sample_due():
+                        sample = self.sample_now()
+                        if sample is None:
+                            break
+                        self.samples.append(sample)
+                        self._show(sample, on_sample)
+                    try:
+                        loss = self.train_step()
+                    except TrainingError as err:
+                        self._diverged(str(err), time.perf_counter() - t0, bar)
+                    start = self.smooth_hist[0] if self.smooth_hist else loss
+                    if self._smooth > DIVERGENCE * start:
+                        self._diverged(f"the smooth loss rose to {self._smooth:.4g} at update {self.updates + 1}, more "
+                                       f"than {DIVERGENCE:g} times its first value {start:.4g}: the run diverged (try a "
+                                       f"smaller eta); its best parameters are saved as its last in {self.out}",
+                                       time.perf_counter() - t0, bar)
+                    self.updates += 1
+                    self.smooth_loss = self._smooth
+                    self.seconds = time.perf_counter() - t0
+                    self.loss_hist.append(loss)
+                    self.smooth_hist.append(self.smooth_loss)
+                    self.time_hist.append(self.seconds)
+                    self._advance()
+                    if self._evaluation_due():
+                        self._record_validation(on_validate)
+                    if self.updates % cfg.checkpoint_every == 0 and self.seconds >= next_save:
+                        spent = time.perf_counter()
+                        self.save()
+                        self.write_summary("running")  # where the checkpoint stands, for `a4lib runs`
+                        spent = time.perf_counter() - spent
+                        # a long history makes each save slower: keep saving under ~10 % of the time
+                        next_save = self.seconds + 9 * spent
+                    bar.update(1)
+                    if self.updates % 200 == 0:
+                        bar.set_postfix(smooth_loss=f"{self.smooth_loss:.3f}", refresh=False)
+                bar.close()
+                if not interrupt.requested:
+                    self._end(on_sample, on_validate)
+                status = "interrupted" if interrupt.requested else "finished"
+                self.seconds = time.perf_counter() - t0
+                self.save()
+                signal_name = signal.Signals(interrupt.signum).name if interrupt.requested else None
+                return self.write_summary(status, signal_name)
+            finally:
+                self._interrupt = None
 
     def _diverged(self, message: str, seconds: float, bar) -> None:
         """Keep the best parameters (and their state) as the last, save, say "diverged", raise."""
@@ -406,19 +530,6 @@ class Trainer:
         self.save()
         self.write_summary("diverged")
         raise TrainingError(message)
-
-    def _record_validation(self, on_validate) -> None:
-        val = self.validate_now()
-        self.val_hist.append((self.updates, val))
-        if on_validate:
-            on_validate(self.updates, val)
-        if val < self.best_loss:
-            self._record_best(val)
-
-    def _record_best(self, loss: float) -> None:
-        self.best_loss, self.best_update = loss, self.updates
-        np.copyto(self.best_w, self.w)
-        np.copyto(self.best_state, self.last_h)
 
     # files -----------------------------------------------------------------------------------
     def write_config(self) -> None:
@@ -455,6 +566,7 @@ class Trainer:
                   "plan": self.plan,
                   **{f"opt_{k}": v for k, v in self.opt_state.items()}, **history}
         meta = {
+            "format": RUN_FORMAT,
             "config": self.cfg.to_dict(),
             "corpus": {"name": self.corpus.name, "sha256": self.corpus.sha256, "chars": self.corpus.chars,
                        "is_tweets": self.corpus.is_tweets, "path": self._corpus_path()},
@@ -495,83 +607,123 @@ class Trainer:
 
     @classmethod
     def resume(cls, out: Path, cfg: Config | None = None) -> "Trainer":
-        """The trainer exactly as its last checkpoint left it.
+        """The trainer exactly as its last checkpoint left it, as ``rundir.verdict`` allows.
 
         ``cfg`` (default: the run's own) may differ from the run's settings only in where to stop
         (a new n_updates or n_epochs replaces the old target, max_seconds the time budget) and in
-        the corpus path, which must hold the same text (same sha256). Raises ResumeError.
+        the corpus path, which must hold the same text (same sha256). A ResumeError (one line) for
+        any other verdict than resume, extend or done (a finished run: ``verdict`` says so); a
+        CheckpointError for a checkpoint that does not hold a whole run.
         """
+        from .rundir import verdict
+
         path = Path(out) / ckpt.CHECKPOINT
         if not path.is_file():
             raise ResumeError(f"{out}: no run to resume (no {ckpt.CHECKPOINT})")
-        arrays, meta = ckpt.load_arrays(path)
-        ckpt.check_meta(meta, path)
+        meta = ckpt.check_meta(ckpt.load_meta(path), path)
         own = Config.from_dict(meta["config"])
-        if meta.get("diverged"):
-            raise ResumeError(f"{out} diverged at update {meta['updates']}: train a new run (with a smaller eta)")
         cfg = own if cfg is None else cfg
-        changed = cfg.differences(own, ignore=RESUME_MAY_CHANGE)
-        if changed:
-            name = changed[0]
-            raise ResumeError(f"{out} was trained with {name} = {getattr(own, name)!r}, not {getattr(cfg, name)!r}: "
-                                f"a resumed run keeps its own settings (drop {flag_of(name)}, or train a new run)")
         corpus = _resume_corpus(cfg.corpus if cfg.corpus != own.corpus else None, own.corpus, meta["corpus"], out)
+        said = verdict(out, cfg, corpus, check_lock=False)
+        if said.kind == "conflict" or said.kind == "done" and said.status == "diverged":
+            raise ResumeError(said.reason)
+        if said.kind == "new":
+            raise ResumeError(f"{out}: no run to resume ({said.reason})")
         self = cls(own.replace(corpus=cfg.corpus if cfg.corpus is not None else own.corpus, n_updates=cfg.n_updates,
                                n_epochs=cfg.n_epochs, max_seconds=cfg.max_seconds), out, corpus)
+        self.verdict = said
+        arrays, meta = ckpt.load_arrays(path)
         try:
-            self.w[...] = arrays["w"]
-            self.best_w[...] = arrays["best_w"]
-            self.best_state[...] = arrays["best_state"]
-            self.last_h = arrays["last_state"].copy()
-            for k in self.opt_state:
-                self.opt_state[k][...] = arrays[f"opt_{k}"]
-            self.state = arrays["state"].copy()
-            self.plan = arrays["plan"]
-            self.loss_hist = arrays["loss"].tolist()
-            self.smooth_hist = arrays["smooth_loss"].tolist()
-            self.time_hist = arrays["seconds"].tolist()
-            self.epoch_starts = arrays["epoch_starts"].tolist()
-            self.val_hist = list(zip(arrays["val_update"].tolist(), arrays["val_loss"].tolist()))
-            for k in ("updates", "epoch", "group", "offset", "best_update"):
-                setattr(self, k, meta[k])
-            self.samples = [s for s in meta["samples"] if not s.get("final")]  # drawn off the record
-            self.smooth_loss, self.seconds = meta["smooth_loss"], meta["seconds"]
-            self.best_loss = math.inf if meta["best_loss"] is None else meta["best_loss"]
-            self.rng.bit_generator.state = meta["rng"]
-            self.opt.eta = self.cfg.eta_after(self.epoch)
-        except (KeyError, ValueError, TypeError) as err:
+            self._restore(arrays, meta)
+        except (KeyError, ValueError, TypeError, IndexError) as err:
             raise ckpt.CheckpointError(f"{path}: the checkpoint does not hold a whole run ({type(err).__name__}: "
-                                       f"{err})") from None
-        if len(self.loss_hist) != self.updates or self.group >= len(self.plan):
-            raise ckpt.CheckpointError(f"{path}: the checkpoint's history and position do not agree")
+                                       f"{str(err)[:120]})") from None
         return self
+
+    def _restore(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """The state of a checkpoint (its metadata checked by ``check_meta``), each array checked
+        against the run it belongs to (ValueError naming what does not fit). What a run keeps off
+        the record where it ended (a final sample, a held-out evaluation off its schedule, a best
+        chosen without one) is dropped: the resumed run makes them again where its schedule says."""
+        def exactly(key: str, like: np.ndarray) -> np.ndarray:
+            a = arrays[key]
+            if a.shape != like.shape or a.dtype.kind != like.dtype.kind:
+                raise ValueError(f"{key} is {a.dtype} {a.shape}, not {like.dtype} {like.shape}")
+            return a
+
+        def vector(key: str, kind: str, n: int | None = None) -> list:
+            a = arrays[key]
+            if a.ndim != 1 or a.dtype.kind not in kind or (n is not None and len(a) != n):
+                raise ValueError(f"{key} is {a.dtype} {a.shape}, not a vector of {n if n is not None else ''} numbers")
+            return a.tolist()
+
+        self.w[...] = exactly("w", self.w)
+        self.best_w[...] = exactly("best_w", self.w)
+        self.best_state[...] = exactly("best_state", self.best_state)
+        self.last_h = exactly("last_state", self.best_state).copy()
+        for k in self.opt_state:
+            self.opt_state[k][...] = exactly(f"opt_{k}", self.opt_state[k])
+        self.state = exactly("state", self.state).copy()
+        plan = arrays["plan"]
+        B = self.cfg.batch_size
+        if plan.ndim != 3 or plan.shape[1:] != (B, 2) or plan.dtype.kind not in "iu" or len(plan) == 0 or \
+                (plan[..., 0] < 0).any() or (plan[..., 1] > self.n_train).any() or \
+                (plan[..., 1] - plan[..., 0] < 2).any():
+            raise ValueError(f"plan ({plan.dtype} {plan.shape}) is not an epoch of this text's segments")
+        self.plan = plan.astype(np.int64)
+        for k in ("updates", "epoch", "group", "offset", "best_update"):
+            setattr(self, k, meta[k])
+        if self.group >= len(self.plan):
+            raise ValueError(f"group {self.group} is past the plan's {len(self.plan)} groups")
+        length = int(self.plan[self.group, 0, 1] - self.plan[self.group, 0, 0])
+        if self.offset % self.cfg.seq_length or steps_in(length, self.cfg.seq_length, self.keep_tail) <= \
+                self.offset // self.cfg.seq_length:
+            raise ValueError(f"offset {self.offset} is not a position in its segment of {length} characters")
+        self.loss_hist = vector("loss", "f", self.updates)
+        self.smooth_hist = vector("smooth_loss", "f", self.updates)
+        self.time_hist = vector("seconds", "f", self.updates)
+        self.epoch_starts = [int(u) for u in vector("epoch_starts", "iu")]
+        if len(self.epoch_starts) != self.epoch + 1:
+            raise ValueError(f"epoch_starts has {len(self.epoch_starts)} entries for epoch {self.epoch}")
+        val_updates = vector("val_update", "iu")
+        val = list(zip(val_updates, vector("val_loss", "f", len(val_updates))))
+        self.val_hist = [(u, v) for u, v in val if u % self.cfg.val_every == 0]  # off-schedule: off the record
+        final = [s for s in meta["samples"] if s.get("final")]
+        self.samples = [s for s in meta["samples"] if not s.get("final")]  # drawn off the record
+        self._shown_sample = final[-1]["update"] if final else None  # shown already: not again
+        self.smooth_loss, self.seconds = meta["smooth_loss"], meta["seconds"]
+        self.best_loss = math.inf if meta["best_loss"] is None else meta["best_loss"]
+        if self.has_val and self.best_update not in {u for u, _ in self.val_hist}:
+            self.best_loss = math.inf  # a best chosen where the run ended, without a scheduled evaluation
+        self.rng.bit_generator.state = meta["rng"]
+        self.opt.eta = self.cfg.eta_after(self.epoch)
 
 
 def _resume_corpus(given: str | None, own: str | None, stored: dict, out: Path) -> Corpus:
     """The corpus a resumed run trains on: ``given`` (another path to the same text is fine), else
-    the absolute path the run recorded, else the run's own spec as written; its sha256 must be the
-    run's."""
-    tries = [given] if given is not None else ([stored["path"]] if stored.get("path") else []) + [own]
+    the absolute path the run recorded, else the run's own spec as written (whether it is the
+    run's text, ``rundir.verdict`` says)."""
+    recorded = [stored["path"]] if isinstance(stored.get("path"), str) else []
+    tries = [given] if given is not None else recorded + [own]
     errors = []
     for spec in tries:
         try:
-            corpus = load_corpus(spec)
+            return load_corpus(spec)
         except CorpusError as err:
             errors.append(str(err))
-            continue
-        if corpus.sha256 != stored.get("sha256"):
-            raise ResumeError(f"{out}: {corpus.name} is not the text this run was trained on (its sha256 differs)")
-        return corpus
     raise ResumeError(f"{out}: cannot find the run's corpus ({errors[-1]}); give it with --corpus")
 
 
 def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True,
           on_sample=None, on_validate=None) -> dict:
-    """Train a run into directory ``out`` (or resume it, see ``Trainer.resume``); the summary dict.
+    """Train a new run into directory ``out``, or with ``resume`` continue the run there to the
+    budget of ``cfg`` (see ``Trainer.resume``); the summary dict. What may be done with ``out`` is
+    ``rundir.verdict``'s: a new run only where it says "new"; a run it says is done is left as it
+    is (its summary returned).
 
     The directory is locked while the run trains: a second training into it is refused.
     """
-    from .rundir import RunDirError, RunLock, clean_temporaries
+    from .rundir import RunDirError, RunLock, clean_temporaries, read_summary, verdict
 
     out = Path(out)
     if str(out).strip() in ("", "."):
@@ -583,6 +735,11 @@ def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True,
         clean_temporaries(out)
         if resume:
             trainer = Trainer.resume(out, cfg)
-        elif (out / ckpt.CHECKPOINT).exists():
-            raise RunDirError(f"{out} already holds a run: resume it, or choose another run directory")
+            if trainer.verdict.kind == "done":
+                return read_summary(out)
+        else:
+            said = verdict(out, cfg, trainer.corpus, check_lock=False)
+            if said.kind != "new":
+                raise RunDirError(f"{out} already holds a run ({said.reason}): resume it, or choose another run "
+                                  f"directory")
         return trainer.run(progress=progress, on_sample=on_sample, on_validate=on_validate)

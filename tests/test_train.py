@@ -353,8 +353,12 @@ def test_resume_refuses_a_changed_corpus(tmp_path, tiny_config):
     path = write_text(tmp_path / "t.txt", 100)
     train(tiny_config(path, n_updates=10), tmp_path / "run", progress=False)
     write_text(path, 100, seed=8)
-    with pytest.raises(ResumeError, match="not the text"):
+    from a4lib.rundir import verdict
+
+    assert verdict(tmp_path / "run", tiny_config(path, n_updates=20), load_corpus(path)).kind == "conflict"
+    with pytest.raises(ResumeError):
         train(tiny_config(path, n_updates=20), tmp_path / "run", resume=True, progress=False)
+    assert ckpt.load_meta(tmp_path / "run" / ckpt.CHECKPOINT)["updates"] == 10
 
 
 # --- divergence ---------------------------------------------------------------------------------
