@@ -23,7 +23,8 @@ pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ["beyond.ipynb", "gradient_check.ipynb", "report.ipynb", "sweep.ipynb", "synthesize.ipynb", "train.ipynb"]
+NAMES = ["beyond.ipynb", "gradient_check.ipynb", "inside.ipynb", "report.ipynb", "sweep.ipynb", "synthesize.ipynb",
+         "train.ipynb"]
 MINE = [n for n in NAMES if n != "sweep.ipynb"]  # sweep.ipynb is tested in test_sweep.py
 REPORT_HEADINGS = ["1. Data", "2. Gradient check", "3. Smooth loss", "4. Text progression",
                    "5. Passage from the best model", "6. Reproducibility: hyperparameters, timings, versions"]
