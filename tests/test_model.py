@@ -511,6 +511,21 @@ def test_bad_inputs_raise_value_errors(backend):
         Network("rnn", 6, 5, backend="cuda")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_integer_indices_are_a_value_error(backend):
+    """Character indices of a float type are bad indices like those outside the vocabulary: a
+    ValueError naming them, on both backends. (Found with the new model layer: numpy raises
+    TypeError for a float x and IndexError for a float y; the compiled backend numba's
+    TypingError, a 27-line message after an attempted compile. The removed a4lib.fast raised
+    ValueError.)"""
+    net, p, x, y, s0 = model_problem("rnn", 5, 4, 3, backend=backend)
+    for bad_x, bad_y in ((x.astype(float), y), (x, y.astype(float))):
+        with pytest.raises(ValueError, match="indices"):
+            net.loss_and_grads(p, bad_x, bad_y, s0)
+        with pytest.raises(ValueError, match="indices"):
+            net.loss_and_state(p, bad_x, bad_y, s0)
+
+
 def test_without_numba_the_model_layer_runs_on_numpy():
     """numba missing: the package imports, auto resolves to numpy, the numpy backend computes,
     asking for numba is one ValueError naming what to install."""
