@@ -157,20 +157,23 @@ def test_temperature_zero_is_argmax(corpus):
         assert generate(net(params), params, corpus, 60, np.random.default_rng(5), temperature=T) == text
 
 
-def own_argmax_rollout(cell: str, layers: int, params, state, x, n):
-    """Argmax synthesis of an L-layer network written out here (conftest.own_cell_step per layer)."""
+def own_argmax_rollout(cell: str, layers: int, params, state, prime_ids, n):
+    """Argmax synthesis of an L-layer network written out here (conftest.own_cell_step per layer):
+    the prime's characters read in turn from ``state``, then n characters, each the likeliest
+    after the one before (the first after the prime's last)."""
     m = params["W"].shape[1]
     S = len(state) // layers
     states = [np.asarray(state, dtype=np.float64)[None, l * S:(l + 1) * S] for l in range(layers)]
-    out = []
-    for _ in range(n):
-        inp = None
+    inputs, out = list(prime_ids), []
+    while len(out) < n:
+        x, inp = inputs.pop(0), None
         for l in range(layers):
             sfx = "" if l == 0 else str(l + 1)
             a = (params["U" + sfx][:, x][None, :] if l == 0 else inp @ params["U" + sfx].T) + params["b" + sfx]
             states[l], inp = own_cell_step(cell, params["W" + sfx], a, states[l], m)
-        x = int(np.argmax(inp[0] @ params["V"].T + params["c"]))
-        out.append(x)
+        if not inputs:
+            out.append(int(np.argmax(inp[0] @ params["V"].T + params["c"])))
+            inputs.append(out[-1])
     return out
 
 
@@ -181,7 +184,7 @@ def test_temperature_zero_is_argmax_for_every_cell_with_two_layers(corpus, cell)
     network = Network(cell, corpus.K, 12, layers=2, dropout=0.5)
     params = network.init_params(np.random.default_rng(1), 1.0)
     x0 = int(corpus.ids[0])
-    expected = own_argmax_rollout(cell, 2, params, network.zero_state(params), x0, 60)
+    expected = own_argmax_rollout(cell, 2, params, network.zero_state(params), [x0], 60)
     texts = {generate(network, params, corpus, 60, np.random.default_rng(seed), temperature=0) for seed in (0, 1, 2)}
     assert texts == {corpus.decode([x0] + expected)}
     assert len(set(expected)) > 2  # not a constant rollout
@@ -190,8 +193,9 @@ def test_temperature_zero_is_argmax_for_every_cell_with_two_layers(corpus, cell)
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_generate_command_temperature_zero_ignores_the_seed(tmp_path, capsys, cell):
-    """`a4lib generate RUN --temperature 0` of a trained 2-layer run (dropout 0.2): the same text for
-    every --seed, the argmax rollout from the run's saved best state and parameters."""
+    """`a4lib generate RUN --temperature 0 --prime "the "` of a trained 2-layer run (dropout 0.2):
+    the same text for every --seed, the prime and the argmax rollout from the run's saved best
+    state and parameters."""
     from a4lib import Config, cli, train
     from a4lib import checkpoint as ckpt
 
@@ -202,14 +206,15 @@ def test_generate_command_temperature_zero_ignores_the_seed(tmp_path, capsys, ce
                  sample_every=0, backend="numpy"), run, progress=False)
     texts = set()
     for seed in ("0", "1", "7"):
-        assert cli.main(["generate", str(run), "--temperature", "0", "--seed", seed, "--length", "50"]) == 0
+        assert cli.main(["generate", str(run), "--temperature", "0", "--seed", seed, "--length", "50",
+                         "--prime", "the "]) == 0
         texts.add(capsys.readouterr().out)
-    params, meta = ckpt.load_params(run, "best")
-    x0 = 0  # the prime: the vocabulary's first character
-    expected = own_argmax_rollout(cell, 2, params, ckpt.load_state(run, "best"), x0, 50)
-    assert texts == {load_corpus(path).decode([x0] + expected) + "\n"}
+    params, _ = ckpt.load_params(run, "best")
+    corpus = load_corpus(path)
+    expected = own_argmax_rollout(cell, 2, params, ckpt.load_state(run, "best"), corpus.encode("the "), 50)
+    assert texts == {"the " + corpus.decode(expected) + "\n"}
     assert len(set(expected)) > 3  # the run learned more than one character
-    assert cli.main(["generate", str(run), "--seed", "1", "--length", "50"]) == 0
+    assert cli.main(["generate", str(run), "--seed", "1", "--length", "50", "--prime", "the "]) == 0
     assert capsys.readouterr().out not in texts
 
 
