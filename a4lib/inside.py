@@ -137,17 +137,24 @@ def held_out_segments(corpus: Corpus, val_fraction: float) -> list[tuple[int, in
     return [(int(s), int(e)) for s, e in zip(starts, ends) if e - s >= 2]
 
 
-def check_settings(model: RunModel, layer: int | None, name: str, **counts: int | None) -> None:
-    """An InsideError for a layer the network does not have, an activation it does not compute
-    (h; an LSTM's cell state c) or a count (``counts``: name -> value; None allowed) below 1."""
+def check_settings(model: RunModel, layer: int | None, name: str | None, **counts: int | None) -> None:
+    """An InsideError for a layer the network does not have, units it does not have (h; an LSTM's
+    cell state c; None: ``units_searched``'s choice) or a count (``counts``: name -> value; None
+    allowed) below 1."""
     if layer is not None and not 1 <= layer <= model.layers:
         raise InsideError(f"layer = {layer} is not allowed: the network has layers 1 .. {model.layers}")
     allowed = ("h", "c") if model.cell == "lstm" else ("h",)
-    if name not in allowed:
+    if name is not None and name not in allowed:
         raise InsideError(f"activation = {name!r} is not allowed: the {model.cell} has {' and '.join(allowed)}")
     for key, value in counts.items():
         if value is not None and value < 1:
             raise InsideError(f"{key} = {value} is not allowed: expected >= 1")
+
+
+def units_searched(model: RunModel, name: str | None) -> str:
+    """The units to search: ``name``, or by default an LSTM's cell states c (the 2015 paper's
+    "cells") and every other network's hidden states h."""
+    return name if name is not None else "c" if model.cell == "lstm" else "h"
 
 
 def study_text(model: RunModel, corpus: Corpus, text: str | None, length: int) -> tuple[str, str]:
@@ -344,26 +351,27 @@ class UnitSearch:
             rows.append(BestUnit(f, layer, unit, float(self.r[i, j]), float(self.feature_means[j])))
         return sorted(rows, key=lambda b: -abs(b.r))
 
+    def _abs_r(self) -> np.ndarray:
+        """(N, F) |r|, 0 where r is NaN (a feature or a unit constant over the text)."""
+        return np.nan_to_num(np.abs(self.r), nan=0.0)
+
     def max_abs_r(self) -> np.ndarray:
-        """(N,) each unit's largest |r| over the present features (0 when none is present)."""
-        if not self.present:
-            return np.zeros(len(self.units))
-        return np.nanmax(np.abs(self.r[:, [self.feature_names.index(f) for f in self.present]]), axis=1)
+        """(N,) each unit's largest |r| over the features (0 for a unit constant over the text)."""
+        return self._abs_r().max(axis=1) if self.r.size else np.zeros(len(self.units))
 
     def interpretable_share(self, threshold: float = INTERPRETABLE) -> float:
         """The share of units with |r| > threshold for some feature."""
         return float(np.mean(self.max_abs_r() > threshold))
 
     def top_units(self, n: int) -> list[tuple[int, int, str, float]]:
-        """The n units with the largest |r| for some feature: (layer, unit, feature, r)."""
+        """The n units with the largest |r| for some feature: (layer, unit, feature, r); units that
+        correlate with no feature (constant ones, or no feature present) are left out."""
         best = self.max_abs_r()
-        order = np.argsort(-best, kind="stable")[:n]
-        present = [self.feature_names.index(f) for f in self.present]
         rows = []
-        for i in order:
-            if not present:
+        for i in np.argsort(-best, kind="stable")[:n]:
+            if best[i] == 0:
                 break
-            j = present[int(np.nanargmax(np.abs(self.r[i, present])))]
+            j = int(np.argmax(self._abs_r()[i]))
             rows.append((self.units[i][0], self.units[i][1], self.feature_names[j], float(self.r[i, j])))
         return rows
 

@@ -85,6 +85,16 @@ def test_search_ranks_units_and_counts_the_interpretable_share():
     assert best["inside quotes"].feature_mean == pytest.approx(f["inside quotes"].mean())
 
 
+def test_a_constant_unit_correlates_with_nothing():
+    text = "ab cd\nef. Gh\n" * 6
+    T = len(text)
+    h = np.column_stack([np.zeros(T), np.tanh(inside.features(text)["in a word"] - 0.5)])
+    search = inside.search(_reading(text, [{"h": h}]))
+    assert search.max_abs_r()[0] == 0 and search.max_abs_r()[1] == pytest.approx(1.0)
+    assert [(l, u) for l, u, _, _ in search.top_units(2)] == [(1, 1)]
+    assert search.interpretable_share() == 0.5
+
+
 def test_search_leaves_absent_features_out_and_reads_one_layer():
     text = "abc def\nghi jk.\n" * 5
     T = len(text)
@@ -182,6 +192,7 @@ def test_a_text_with_unknown_characters_is_one_error():
         inside.check_settings(model, 3, "h")
     with pytest.raises(inside.InsideError, match="activation = 'c'"):
         inside.check_settings(model, 1, "c")
+    assert inside.units_searched(model, None) == "h" and inside.units_searched(_model("lstm", 1), None) == "c"
     with pytest.raises(inside.InsideError, match="passage_length = 0"):
         inside.check_settings(model, None, "h", passage_length=0, analysis_chars=None)
 
@@ -416,13 +427,13 @@ GIVEN = 'the cat said "no" (yes).\nTom ran.\n'
 
 
 @pytest.mark.parametrize("name,layer,activation,given", [
-    ("rnn1", None, "h", None),
+    ("rnn1", None, None, None),
     ("gru2", 2, "h", None),
-    ("lstm1", None, "c", GIVEN),
+    ("lstm1", None, None, GIVEN),  # an LSTM's cell states by default
 ])
 def test_the_notebook_runs_on_any_run(prose_runs, tmp_path, name, layer, activation, given):
     run = prose_runs[name]
-    args = ["-p", "activation", activation] + (["-p", "layer", str(layer)] if layer else []) \
+    args = (["-p", "activation", activation] if activation else []) + (["-p", "layer", str(layer)] if layer else []) \
         + (["-p", "text", given] if given else [])
     nb = papermill("inside.ipynb", tmp_path / "out.ipynb", "-p", "run_dir", str(run), "-p", "passage_length", "120",
                    "-p", "predictions_length", "40", "-p", "ngram_order", "4", *args)
@@ -435,7 +446,7 @@ def test_the_notebook_runs_on_any_run(prose_runs, tmp_path, name, layer, activat
     assert f"| all | {losses.n:,} | 1.000 | {result.net:.3f} | {result.ngram:.3f} |" in text
     # the share of interpretable units the library finds
     study, _ = inside.study_text(model, book, given, 20000)
-    search = inside.search(inside.read(model, study), activation, layer)
+    search = inside.search(inside.read(model, study), "c" if name == "lstm1" else "h", layer)
     share = search.interpretable_share()
     assert f"{round(share * len(search.units))} ({100 * share:.1f} %) have |r| > 0.5" in text
     # the coloured passages, one span per character of each; besides them two colour scales of 9
