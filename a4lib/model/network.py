@@ -123,6 +123,9 @@ class Network:
             raise ValueError(f"x and y must be (T,) or (T, B) of one shape, got {x.shape} and {np.shape(y)}")
         if state0.shape != (x.shape[1], self.layers * self.S):
             raise ValueError(f"the state must be ({x.shape[1]}, {self.layers * self.S}), got {state0.shape}")
+        for ids in (x, y):
+            if ids is not None and not np.issubdtype(ids.dtype, np.integer):
+                raise ValueError(f"character indices must be integers, got {ids.dtype}")
         if self._k is None:  # the compiled gather and softmax check their indices themselves
             for ids in (x, y):
                 if ids is not None and ids.size and (ids.min() < 0 or ids.max() >= self.K):
