@@ -2,60 +2,24 @@
 # Both create the virtual environment .venv and install the project into it when needed.
 #
 #   make report                  the full assignment run -> report/report.html, report/report.pdf
-#   make report QUICK=1          a small run (about 25 s), same sections -> report/quick/
+#   make report QUICK=1          a small run (about 30 s), same sections -> report/quick/
 #                                (never replaces report/report.pdf, the submission)
-#   make report CORPUS=path ETA=0.05 M=100 SEQ_LENGTH=25 SIG=0.01 SEED=0 N_UPDATES=... N_EPOCHS=5
-#   make report TRAIN_ARGS='--backend numpy --clip 1'   any other `a4lib train` flag for the main run
-#   make report N_SEEDS=5        the main run from this many initial seeds (SEED, SEED + 1, ...; quick 2)
-#   make report SCHEDULER=tcp://host:8786   every run on a Dask cluster (run folders on a shared filesystem)
-#   make report OUT=dir          everything (HTML, PDF, figures, run, build files) under dir
-#   make report PDF=0            the HTML only;  FORCE=1  redo the check, benchmarks, training and studies
-#   make report BEYOND=0         without the part beyond the assignment; or one section of it off:
-#                                BEYOND_BATCHES=0 BEYOND_HELDOUT=0 BEYOND_LSTM=0 BEYOND_SAMPLING=0
-#                                BEYOND_OPTIMIZERS=0 BEYOND_TWEETS=0
-#   make report TWEETS=path      the tweet corpus of the tweet section (default
-#                                ../shared/data/condensed_2018.json when it exists; TWEETS=none: no tweets)
+#   make report CORPUS=path ETA=0.05 ...   the report's settings are make variables: the build maps
+#                                each to its option in one place (report/build.py, MAKE_VARIABLES;
+#                                `.venv/bin/python -m report.build --help` lists them)
 #   make lab                     the notebooks in JupyterLab (LAB_ARGS=--no-browser and other
 #                                jupyter-lab options pass on)
+#   make clean                   build intermediates only (report/build, report/quick, figures,
+#                                caches); never your runs or the submission:
+#   make clean-runs              deletes runs/ (every run, yours too)
+#   make clean-report            deletes report/report.html and report/report.pdf (the submission)
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-# The browser that prints the PDF: the first of these on PATH, or CHROMIUM=/path/to/chrome.
-CHROMIUM ?= $(firstword $(foreach b,chromium chromium-browser google-chrome google-chrome-stable,$(shell command -v $(b) 2>/dev/null)))
-
-# make variable -> report/build.py option (only those given are passed on)
-REPORT_ARGS = $(if $(filter-out 0,$(QUICK)),--quick) \
-	$(if $(CORPUS),--corpus '$(CORPUS)') \
-	$(if $(M),--m $(M)) \
-	$(if $(ETA),--eta $(ETA)) \
-	$(if $(SEQ_LENGTH),--seq-length $(SEQ_LENGTH)) \
-	$(if $(SIG),--sig $(SIG)) \
-	$(if $(OPTIMIZER),--optimizer $(OPTIMIZER)) \
-	$(if $(N_UPDATES),--updates $(N_UPDATES)) \
-	$(if $(N_EPOCHS),--epochs $(N_EPOCHS)) \
-	$(if $(SEED),--seed $(SEED)) \
-	$(if $(N_SEEDS),--n-seeds $(N_SEEDS)) \
-	$(if $(SCHEDULER),--scheduler '$(SCHEDULER)') \
-	$(if $(SAMPLE_EVERY),--sample-every $(SAMPLE_EVERY)) \
-	$(if $(SAMPLE_LENGTH),--sample-length $(SAMPLE_LENGTH)) \
-	$(TRAIN_ARGS) \
-	$(if $(OUT),--out '$(OUT)') \
-	$(if $(RUN),--run '$(RUN)') \
-	$(if $(filter-out 0,$(FORCE)),--force) \
-	$(if $(BEYOND),--beyond '$(BEYOND)') \
-	$(if $(BEYOND_BATCHES),--beyond-batches '$(BEYOND_BATCHES)') \
-	$(if $(BEYOND_HELDOUT),--beyond-heldout '$(BEYOND_HELDOUT)') \
-	$(if $(BEYOND_LSTM),--beyond-lstm '$(BEYOND_LSTM)') \
-	$(if $(BEYOND_SAMPLING),--beyond-sampling '$(BEYOND_SAMPLING)') \
-	$(if $(BEYOND_OPTIMIZERS),--beyond-optimizers '$(BEYOND_OPTIMIZERS)') \
-	$(if $(BEYOND_TWEETS),--beyond-tweets '$(BEYOND_TWEETS)') \
-	$(if $(TWEETS),--tweets '$(TWEETS)') \
-	$(if $(filter 0,$(PDF)),--no-pdf,$(if $(CHROMIUM),--chromium '$(CHROMIUM)'))
-
-.PHONY: venv test bench report best lab clean
+.PHONY: venv test bench report best lab clean clean-runs clean-report
 
 venv: $(STAMP)
 
@@ -77,8 +41,10 @@ bench: $(STAMP)
 best: $(STAMP)
 	$(PY) -m report.best $(if $(CORPUS),--corpus '$(CORPUS)')
 
+# the variables given to make reach the build in its environment (make exports them); it reads
+# those it knows (--make)
 report: $(STAMP)
-	$(PY) report/build.py $(strip $(REPORT_ARGS))
+	$(PY) -m report.build --make
 
 # JupyterLab comes with the notebooks extra ('.[dev]'); the kernel is this environment's Python.
 lab: $(STAMP)
@@ -87,4 +53,11 @@ lab: $(STAMP)
 	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
-	rm -rf runs figures/*.png report/report.html report/report.pdf report/build report/quick
+	rm -rf report/build report/quick figures/*.png .pytest_cache
+	find a4lib report tests -name __pycache__ -type d -prune -exec rm -rf {} +
+
+clean-runs:
+	rm -rf runs
+
+clean-report:
+	rm -f report/report.html report/report.pdf

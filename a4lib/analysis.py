@@ -119,16 +119,33 @@ class SmoothLoss:
     final: float | None
     seq_length: int
     chance: float  # seq_length · ln K: the loss of guessing every character uniformly
+    early_fall: float | None  # the share of the fall from the first to the lowest smooth loss made in the
+    #                           first EARLY share of the updates
+    epoch_means: tuple[float, ...]  # the mean smooth loss of each epoch (a last one under 10 % of an epoch left out)
 
     @property
     def best_per_char(self) -> float | None:
         return None if self.best is None else self.best / self.seq_length
+
+    @property
+    def epochs_fall(self) -> bool:
+        """Each epoch's mean smooth loss is below the one before (False with fewer than two)."""
+        return len(self.epoch_means) > 1 and all(b < a for a, b in zip(self.epoch_means, self.epoch_means[1:]))
+
+
+EARLY = 0.1  # the first tenth of a run's updates
 
 
 def smooth_loss(run) -> SmoothLoss:
     """The smooth-loss summary of a run (``a4lib.rundir.Run``)."""
     s, smooth = run.summary, np.asarray(run.history.get("smooth_loss", []), dtype=np.float64)
     updates = int(s.get("updates", len(smooth)))
+    early = None
+    if len(smooth) > 1 and smooth[0] > smooth.min():
+        early = float((smooth[0] - smooth[: max(1, int(EARLY * len(smooth)))].min()) / (smooth[0] - smooth.min()))
+    bounds = [b for b in run.epoch_starts if 0 <= b < len(smooth)] + [len(smooth)]
+    per_epoch = max((b - a for a, b in zip(bounds, bounds[1:])), default=0)
+    means = tuple(float(smooth[a:b].mean()) for a, b in zip(bounds, bounds[1:]) if b - a >= max(1, 0.1 * per_epoch))
     return SmoothLoss(
         updates=updates, epochs=float(s.get("epochs") or 0.0),
         first=float(smooth[0]) if len(smooth) else None,
@@ -137,7 +154,27 @@ def smooth_loss(run) -> SmoothLoss:
         lowest_update=int(np.argmin(smooth)) + 1 if len(smooth) else None,
         final=float(smooth[-1]) if len(smooth) else None,
         seq_length=int(run.config.get("seq_length", 25)),
-        chance=int(run.config.get("seq_length", 25)) * math.log(max(1, int(run.corpus.get("K", 1)))))
+        chance=int(run.config.get("seq_length", 25)) * math.log(max(1, int(run.corpus.get("K", 1)))),
+        early_fall=early, epoch_means=means)
+
+
+def corpus_source(run) -> str | None:
+    """Where a run's corpus can be read again, from any folder: the absolute path its checkpoint
+    recorded, else its config's corpus (the built-in text, or None for the default)."""
+    from .checkpoint import CHECKPOINT, load_meta
+
+    meta = load_meta(run.path / CHECKPOINT) if (run.path / CHECKPOINT).is_file() else {}
+    return meta.get("corpus", {}).get("path") or run.config.get("corpus")
+
+
+def updates_per_epoch(run) -> int:
+    """How many updates one epoch of a run makes (``a4lib.train.updates_per_epoch`` on its corpus)."""
+    from .config import Config
+    from .corpus import load_corpus
+    from .train import updates_per_epoch as per_epoch
+
+    cfg = Config.from_dict(run.config)
+    return per_epoch(load_corpus(corpus_source(run), cfg.seq_length), cfg)
 
 
 def chosen_samples(samples: Sequence[Mapping], until: int | None = None, every: int | None = None) -> list[Mapping]:
@@ -395,30 +432,96 @@ def heldout_run(run) -> HeldOutRun:
         settled_update=settled, eval_share=evaluation_share(run.history))
 
 
+# --- networks against the n-gram ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NGramOrders:
+    """An n-gram run's held-out loss (nats per character) for each order 1 .. N."""
+
+    losses: tuple[float, ...]
+
+    @property
+    def best_order(self) -> int:
+        return int(np.argmin(self.losses)) + 1
+
+    @property
+    def best(self) -> float:
+        return min(self.losses)
+
+
+def ngram_orders(summary: Mapping) -> NGramOrders:
+    """The held-out losses by order of an ``a4lib ngram`` run (its summary.json)."""
+    return NGramOrders(tuple(float(v) for v in summary["val_loss_by_order"]))
+
+
+@dataclass(frozen=True)
+class AgainstBaseline:
+    """Runs' best held-out losses against a baseline's: which are below it, and by how much."""
+
+    baseline: float
+    best: Mapping[Hashable, float | None]  # each run's best held-out loss
+
+    @property
+    def beat(self) -> list[Hashable]:
+        """The runs below the baseline, best first."""
+        return sorted((k for k, v in self.best.items() if v is not None and v < self.baseline), key=self.best.get)
+
+    @property
+    def lost(self) -> list[Hashable]:
+        """The runs at or above the baseline (or without a loss), best first."""
+        return sorted((k for k in self.best if k not in self.beat), key=lambda k: (self.best[k] is None, self.best[k] or 0))
+
+    def gap(self, key: Hashable) -> float | None:
+        """A run's best held-out loss minus the baseline (negative: below it)."""
+        v = self.best[key]
+        return None if v is None else v - self.baseline
+
+
+def against(baseline: float, runs: Mapping[Hashable, HeldOutRun]) -> AgainstBaseline:
+    """The runs (key -> ``heldout_run``) against a baseline loss (an n-gram's best order)."""
+    return AgainstBaseline(float(baseline), {k: r.best for k, r in runs.items()})
+
+
 # --- the mini-batch benchmarks ------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class BatchSpeed:
+    """Characters per second of the training step with B streams, and its speed-up over reference.py
+    (one row of ``a4lib bench --scaling``)."""
+
+    B: int
+    chars_per_s: float
+    speedup: float
+
+
+@dataclass(frozen=True)
 class BatchSpeeds:
-    """Characters per second of the training step for several batch sizes B."""
+    """The training step at one m and type for several batch sizes B, from one measurement."""
 
-    first_B: int
-    last_B: int
-    gain: float | None  # characters/s of the last B over the first
-    fastest_B: int
-    fastest_chars_per_s: float
-    fastest_speedup: float
+    m: int
+    dtype: str
+    rows: tuple[BatchSpeed, ...]  # in the order of B
+    reference_chars_per_s: float  # reference.py (float64, B = 1) at the same m
+
+    @property
+    def gain(self) -> float:
+        """Characters/s of the largest B over those of the smallest."""
+        return self.rows[-1].chars_per_s / self.rows[0].chars_per_s
+
+    @property
+    def fastest(self) -> BatchSpeed:
+        return max(self.rows, key=lambda r: r.chars_per_s)
 
 
-def batch_speeds(results: Sequence[Mapping]) -> BatchSpeeds | None:
-    """The summary of ``a4lib bench --json`` results for several B (in the order of B)."""
-    if not results:
+def batch_speeds(scaling: Mapping, m: int, dtype: str = "float64") -> BatchSpeeds | None:
+    """The rows of an ``a4lib bench --scaling`` result at ``m`` in ``dtype``, by B; None without them."""
+    rows = sorted((r for r in scaling.get("rows", []) if r["m"] == m and r["dtype"] == dtype),
+                  key=lambda r: r["batch_size"])
+    if not rows:
         return None
-    first, last = results[0], results[-1]
-    fastest = max(results, key=lambda r: r["chars_per_s"])
-    return BatchSpeeds(first_B=first["batch_size"], last_B=last["batch_size"],
-                       gain=last["chars_per_s"] / first["chars_per_s"] if first["chars_per_s"] else None,
-                       fastest_B=fastest["batch_size"], fastest_chars_per_s=fastest["chars_per_s"],
-                       fastest_speedup=fastest["speedup"])
+    return BatchSpeeds(m=m, dtype=dtype, rows=tuple(BatchSpeed(r["batch_size"], r["chars_per_s"], r["speedup"])
+                                                    for r in rows),
+                       reference_chars_per_s=scaling["reference_chars_per_s"][str(m)])
 
 
 @dataclass(frozen=True)
@@ -435,6 +538,12 @@ class ScalingPoint:
     @property
     def float32_gain(self) -> float:
         return self.chars32 / self.chars64
+
+
+def scaling_grid(result: Mapping) -> tuple[list[int], list[int]]:
+    """The network sizes m and the batch sizes B an ``a4lib bench --scaling`` result covers."""
+    rows = result.get("rows", [])
+    return sorted({r["m"] for r in rows}), sorted({r["batch_size"] for r in rows})
 
 
 def scaling_point(result: Mapping, m: int, B: int) -> ScalingPoint | None:
@@ -465,10 +574,16 @@ class Passage:
     seed: int
 
 
+def default_prime(chars: Sequence[str]) -> str:
+    """The priming text of a passage when none is given: a line break (the passage begins a new
+    line), else a space, else the vocabulary's first character."""
+    return next((ch for ch in ("\n", " ") if ch in chars), chars[0])
+
+
 def passage(run_dir: str | Path, length: int = 1000, seed: int = 0, temperature: float = 1.0,
-            top_p: float = 1.0, prime: str = "", which: str = "best") -> Passage:
+            top_p: float = 1.0, prime: str | None = None, which: str = "best") -> Passage:
     """Text synthesised from a run's best (or last) parameters, from the hidden state the run had
-    there, with their update and loss."""
+    there, with their update and loss; primed with ``prime`` (None: ``default_prime``)."""
     from .checkpoint import load_params, load_state
     from .corpus import Corpus
     from .model import make_network
@@ -476,6 +591,8 @@ def passage(run_dir: str | Path, length: int = 1000, seed: int = 0, temperature:
 
     params, meta = load_params(run_dir, which)
     vocab = Corpus.from_vocabulary(meta["corpus"]["chars"], meta["corpus"]["name"], meta["corpus"].get("is_tweets"))
+    if prime is None:
+        prime = "" if vocab.is_tweets else default_prime(vocab.chars)  # a tweet starts after its end mark
     text = generate(make_network(meta["config"], vocab.K, backend="numpy"), params, vocab, length, np.random.default_rng(seed),
                     temperature, top_p, prime, load_state(run_dir, which))
     if which == "best":
@@ -567,13 +684,23 @@ class SamplingStudy:
         return trend([r.distinct_chars for r in rows]), trend([r.word_share for r in rows])
 
 
-def sampling_study(run_dir: str | Path, corpus: str | None, temperatures=(0.5, 0.8, 1.2), top_ps=(0.5, 0.8, 0.95),
-                   length: int = 300, seed: int = 0) -> SamplingStudy:
-    """Passages from a run's best parameters at each temperature (top-p 1) and each top-p
-    (temperature 1), all with ``seed``, each measured against the words of ``corpus``."""
+def corpus_words(corpus: str | None) -> set[str]:
+    """The distinct words (``words``) of a corpus (a path, ``builtin:python-docs``, None: the default)."""
     from .corpus import load_corpus
 
-    known = vocabulary_of(load_corpus(corpus).text)
+    return vocabulary_of(load_corpus(corpus).text)
+
+
+def sample_word_shares(samples: Sequence[Mapping], known: set[str]) -> list[float | None]:
+    """The share of corpus words (``word_share``) in each of a run's samples."""
+    return [word_share(s["text"], known) for s in samples]
+
+
+def sampling_study(run_dir: str | Path, corpus: str | None, temperatures: Sequence[float], top_ps: Sequence[float],
+                   length: int, seed: int = 0) -> SamplingStudy:
+    """Passages from a run's best parameters at each temperature (top-p 1) and each top-p
+    (temperature 1), all with ``seed``, each measured against the words of ``corpus``."""
+    known = corpus_words(corpus)
     rows = []
     for kind, values in (("temperature", temperatures), ("top_p", top_ps)):
         for v in values:

@@ -52,9 +52,31 @@ def num(x, digits: int = 2) -> str:
     return str(x)
 
 
+def diff(a: float, b: float, digits: int = 2) -> str:
+    """a − b as the difference of the two numbers shown with ``digits`` decimals, so that a
+    sentence's figures add up (46.18 − 39.09 = 7.09, not the 7.10 of the unrounded values)."""
+    return num(float(f"{a:.{digits}f}") - float(f"{b:.{digits}f}"), digits)
+
+
 def pct(x: float | None, digits: int = 0) -> str:
     """A share 0..1 as a percentage ('—' for None)."""
     return "—" if x is None else f"{100 * x:.{digits}f} %"
+
+
+def path(p: str | Path) -> str:
+    """A file's path as the report shows it: relative to the project folder when it is inside it
+    (``data/goblet_book.txt``), or to the folder above (``../shared/data/x.txt``); otherwise as it is."""
+    from .rundir import project_root
+
+    root, p = project_root(), Path(str(p))
+    if root is None or not p.is_absolute():
+        return str(p)
+    for base, prefix in ((root, ""), (root.parent, "../")):
+        try:
+            return prefix + str(p.relative_to(base))
+        except ValueError:
+            continue
+    return str(p)
 
 
 def code(text) -> str:
@@ -135,18 +157,25 @@ def print_sample(sample: dict) -> None:
     print(f"--- {sample_heading(sample)}\n{visible(sample['text'])}\n", flush=True)
 
 
-def command_text(words: Sequence, root: str | Path | None = None, width: int = 80) -> str:
+def _quote(word: str) -> str:
+    """A word quoted for the shell (bash's $'...' when it holds a line break or another control character)."""
+    if not any(ord(ch) < 0x20 for ch in word):
+        return shlex.quote(word)
+    named = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t"}
+    return "$'" + "".join(named.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x20 else ch) for ch in word) + "'"
+
+
+def command_text(words: Sequence, width: int = 80) -> str:
     """One command line, quoted for the shell and broken between its options (an option stays on
     one line with its values; `` \\`` continues the line), so that it wraps between arguments,
-    never inside one, and copies as it is. Paths under ``root`` are written relative to it."""
-    prefix = str(root).rstrip("/") + "/" if root is not None else None
-    words = [str(w)[len(prefix):] if prefix and str(w).startswith(prefix) else str(w) for w in words]
+    never inside one, and copies as it is. Absolute paths are shown as ``path`` shows them."""
+    words = [path(w) if str(w).startswith("/") else str(w) for w in words]
     groups: list[str] = []
     for w in words:
         if w.startswith("--") or not groups:
-            groups.append(shlex.quote(w))
+            groups.append(_quote(w))
         else:
-            groups[-1] += " " + shlex.quote(w)
+            groups[-1] += " " + _quote(w)
     lines = [groups[0]]
     for group in groups[1:]:
         if len(lines[-1]) + len(group) + 3 <= width - (4 if len(lines) > 1 else 0):
@@ -156,11 +185,49 @@ def command_text(words: Sequence, root: str | Path | None = None, width: int = 8
     return " \\\n    ".join(lines)
 
 
-def commands(lines: Iterable[Sequence | str], root: str | Path | None = None) -> Markdown:
+def activation() -> str | None:
+    """The shell line that puts this environment's ``a4lib`` and ``papermill`` on PATH, from the project
+    folder (``. .venv/bin/activate``; ``conda activate NAME`` in a conda environment); None when
+    neither applies."""
+    import os
+    import sys
+
+    from .rundir import project_root
+
+    root, prefix = project_root(), Path(sys.prefix)
+    if os.environ.get("CONDA_DEFAULT_ENV") and (prefix / "conda-meta").is_dir():
+        return f"conda activate {os.environ['CONDA_DEFAULT_ENV']}"
+    if root is not None and (prefix / "bin" / "activate").is_file():
+        try:
+            return f". {prefix.relative_to(root)}/bin/activate"
+        except ValueError:
+            return None
+    return None
+
+
+def commands(lines: Iterable[Sequence | str]) -> Markdown:
     """Command lines (each a list of words, or a string split as the shell would) in one shell
-    block, a blank line between them."""
-    words = [shlex.split(c) if isinstance(c, str) else c for c in lines]
-    return Markdown(block("\n\n".join(command_text(w, root) for w in words), "bash"))
+    block, a blank line between them; those of a4lib after the line that activates its environment
+    (``activation``), so that the block runs as written in the project folder."""
+    words = [shlex.split(c) if isinstance(c, str) else [str(w) for w in c] for c in lines]
+    first = activation() if any(w and w[0] in ("a4lib", "papermill") for w in words) else None
+    text = "\n\n".join(command_text(w) for w in words)
+    return Markdown(block(f"{first}\n{text}" if first else text, "bash"))
+
+
+# --- the drafted answers' premises --------------------------------------------------------------
+
+def premise(name: str, holds: bool, assumed: str, observed: str) -> None:
+    """Show what the drafted answer that follows assumes (``assumed``) against what the run shows
+    (``observed``). The answer cell declares it with the marker ``<!-- premise: NAME -->``; the
+    build keeps the note (and warns) only where the premise fails and the marker is still there
+    (``a4lib.notebook.premise_notes``), so a rewritten answer without the marker builds clean."""
+    said = (f"**Rewrite the answer below:** it assumes {assumed}, but the run shows {observed}." if not holds else
+            f"The answer below assumes {assumed}; the run agrees ({observed}).")
+    from .notebook import PREMISE
+
+    show(Markdown(said, metadata={PREMISE: {"name": name, "holds": bool(holds), "assumed": assumed,
+                                            "observed": observed}}))
 
 
 # --- the vocabulary -----------------------------------------------------------------------------

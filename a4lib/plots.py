@@ -13,12 +13,19 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 #: epochs up to this many get a label each; more get unlabelled boundary lines only
 MAX_EPOCH_LABELS = 12
 
 _thousands = FuncFormatter(lambda x, _pos: f"{x:,.0f}")
+
+
+def update_axis(axis, max_ticks: int = 6) -> None:
+    """An axis of update numbers: thousands separated, at most ``max_ticks`` ticks (so that labels
+    such as 100,000 never run into each other on a narrow panel)."""
+    axis.set_major_locator(MaxNLocator(nbins=max_ticks, integer=True, min_n_ticks=3))
+    axis.set_major_formatter(_thousands)
 
 
 def _updates(n: int) -> np.ndarray:
@@ -70,7 +77,7 @@ def loss_curve(history: Mapping, *, title: str | None = None, raw: bool = False,
         ax.plot([], [], color="0.45", linestyle="--", linewidth=0.8, label="epoch boundary")
     ax.set_xlabel("update")
     ax.set_ylabel("smooth loss (sum over the sequence)")
-    ax.xaxis.set_major_formatter(_thousands)
+    update_axis(ax.xaxis)
     ax.set_xlim(0, max(n, 1) * 1.015)  # room for the marker at the last update
     ax.grid(True, alpha=0.3)
     val_x = np.asarray(history.get("val_update", []))
@@ -99,7 +106,7 @@ def compare(histories: Mapping[str, Mapping], *, key: str = "smooth_loss", title
         ax.plot(*thin(_updates(len(y)), y), linewidth=1.2, label=str(label))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel or key.replace("_", " "))
-    ax.xaxis.set_major_formatter(_thousands)
+    update_axis(ax.xaxis)
     ax.grid(True, alpha=0.3)
     if histories:
         ax.legend()
@@ -161,7 +168,7 @@ def heldout_curves(runs: Mapping[str, tuple[Mapping, int]], *, title: str | None
                     linewidth=1, label=f"{label}: held-out")
     ax.set_xlabel("update")
     ax.set_ylabel("loss per character (nats)")
-    ax.xaxis.set_major_formatter(_thousands)
+    update_axis(ax.xaxis)
     log_scale_if_wide(ax)
     ax.grid(True, alpha=0.3)
     if runs:
@@ -184,9 +191,10 @@ def log_scale_if_wide(ax, ratio: float = 4.0) -> bool:
     return True
 
 
-def heldout_vs_seconds(histories: Mapping[str, Mapping], *, title: str | None = None,
-                       figsize=(8.0, 4.0)) -> Figure:
-    """Each run's held-out loss per character against its training seconds (label -> history)."""
+def heldout_vs_seconds(histories: Mapping[str, Mapping], *, baseline: tuple[str, float] | None = None,
+                       title: str | None = None, figsize=(8.0, 4.0)) -> Figure:
+    """Each run's held-out loss per character against its training seconds (label -> history);
+    ``baseline`` (label, loss): a model without training time (the n-gram) as a horizontal line."""
     from .analysis import held_out
 
     fig = Figure(figsize=figsize, layout="constrained")
@@ -194,6 +202,8 @@ def heldout_vs_seconds(histories: Mapping[str, Mapping], *, title: str | None = 
     for label, history in histories.items():
         val = held_out(history)
         ax.plot(val.seconds, val.loss, marker="o", markersize=3.5, linewidth=1.2, label=str(label))
+    if baseline is not None:
+        ax.axhline(baseline[1], color="0.2", linestyle=":", linewidth=1.4, label=baseline[0])
     ax.set_xlabel("training seconds (held-out evaluations included)")
     ax.set_ylabel("held-out loss per character (nats)")
     ax.set_xlim(left=0)
@@ -218,7 +228,7 @@ def compare_updates_seconds(runs: Mapping[str, tuple[Mapping, int]], *, figsize=
         right.plot(*thin(np.asarray(history["seconds"], dtype=np.float64), y), color=f"C{k}", linewidth=1.2,
                    label=str(label))
     left.set_xlabel("update")
-    left.xaxis.set_major_formatter(_thousands)
+    update_axis(left.xaxis, max_ticks=4)
     right.set_xlabel("training seconds")
     right.set_xlim(left=0)
     left.set_ylabel("smooth loss per character (nats)")
@@ -251,7 +261,9 @@ def scaling(result: Mapping, *, figsize=(9.0, 3.8)) -> Figure:
     speed.set_yscale("log")
     speed.set_ylabel("characters/s")
     peak.set_ylabel("% of the matrix-product peak")
-    speed.legend(title="solid float64, dashed float32", fontsize=8, title_fontsize=8)
+    handles, labels = speed.get_legend_handles_labels()
+    fig.legend(handles, [f"{label} (solid float64, dashed float32)" if k == 0 else label
+                         for k, label in enumerate(labels)], loc="outside lower center", ncol=len(labels), fontsize=8)
     return fig
 
 

@@ -1,22 +1,23 @@
-"""Build the report: gradient check, benchmark, training run, studies, notebooks, HTML, PDF.
+"""Build the report: gradient check, benchmark, training runs, studies, notebooks, HTML, PDF.
 
-    python report/build.py [--quick] [--corpus PATH] [--eta 0.05] [--updates N] ... [--out DIR]
-                           [--beyond 0] [--beyond-lstm 0] ... [--tweets PATH|none]
+    python -m report.build [--quick] [--corpus PATH] [--eta 0.05] [--updates N] ... [--out DIR]
+    make report QUICK=1 CORPUS=PATH ETA=0.05 ...      (the same: MAKE_VARIABLES maps each to its option)
 
-(``make report`` calls this with the Makefile's variables.) The training flags are those of
-``a4lib train`` (``a4lib.config.Config``): they override the main run's settings. The steps:
+The training flags are those of ``a4lib train`` (``a4lib.config.Config``): they override the main
+run's settings. The command line is read once into frozen ``Settings``; each step takes values and
+returns values:
 
 1. gradient check   ``a4lib gradcheck --json``          -> BUILD/gradcheck.json
 2. benchmark        ``a4lib bench --json``              -> BUILD/bench.json
-3. the main run from N_SEEDS initial seeds (``train_runs``: a4lib.sweep)
-                                                        -> RUN/seed=S/, BUILD/seeds.json
-4. the studies beyond the assignment (``report/studies.py``): benchmarks for several batch sizes
-   and training runs on the same engine                 -> BUILD/beyond.json, STUDIES/<name>/
-5. notebooks/report.ipynb and notebooks/beyond.ipynb (only the sections asked for, numbered on),
-   executed by papermill in notebooks/               -> BUILD/report.ipynb, BUILD/beyond.ipynb
-6. HTML: both as one document, code cells hidden (nbconvert; cells tagged remove or parameters
-   left out, no stderr)                                -> OUT/report.html
-7. PDF: the HTML printed by a headless Chromium         -> OUT/report.pdf
+3. the main run from N_SEEDS initial seeds (``train_runs``: a4lib.sweep)   -> RUN/seed=S/
+4. the studies beyond the assignment (``report.studies``): the scaling benchmark and training runs
+   on the same engine                                   -> BUILD/bench-scaling.json, STUDIES/<name>/
+5. BUILD/manifest.json (``report.manifest``): what the build made, which the notebooks open
+6. notebooks/report.ipynb and notebooks/beyond.ipynb (only the sections with data, numbered on),
+   executed by papermill in notebooks/; the drafted answers' premises checked
+                                                        -> BUILD/report.ipynb, BUILD/beyond.ipynb
+7. HTML: both as one document, code and JupyterLab-only cells left out (nbconvert) -> OUT/report.html
+8. PDF: the HTML printed by a headless Chromium         -> OUT/report.pdf
 
 OUT is report/ (the submission) or, with --quick, report/quick/, so that a quick build never
 replaces the submission. Steps 1-4 are reused when their inputs have not changed (a finished run
@@ -31,24 +32,26 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from a4lib import config as config_module
+from a4lib.config import Config
+from a4lib.corpus import Corpus
+from a4lib.train import updates_per_epoch
+
+from . import manifest as manifest_module
+from . import studies
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # a4lib of this checkout, also when it is not installed
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import studies  # noqa: E402  (report/studies.py)
-from a4lib import config as settings  # noqa: E402
-from a4lib.config import Config  # noqa: E402
-from a4lib.train import updates_per_epoch  # noqa: E402
-
 TEMPLATES = ROOT / "report" / "templates"
 NOTEBOOKS = ROOT / "notebooks"
 NOTEBOOK = NOTEBOOKS / "report.ipynb"
@@ -61,13 +64,26 @@ MIN_UPDATES = 100_000  # the handout: samples every 10,000 updates through 100,0
 MAIN_EPOCHS = 5
 N_SEEDS, QUICK_SEEDS = 5, 2
 QUICK_UPDATES, QUICK_SAMPLE_EVERY = 1500, 500
+GRADCHECK_M, QUICK_GRADCHECK_M = (5, 100), (5,)
+QUICK_BENCH = ("--updates", "300", "--reference-updates", "60")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL_CHROMIUM = "install Chromium (apt-get install chromium) or set CHROMIUM=/path/to/chromium"
-STEPS = 7
-#: make variable of each training setting that has one (the others go in TRAIN_ARGS)
-MAKE_VARIABLES = {"corpus": "CORPUS", "m": "M", "eta": "ETA", "seq_length": "SEQ_LENGTH", "sig": "SIG",
-                  "optimizer": "OPTIMIZER", "n_updates": "N_UPDATES", "n_epochs": "N_EPOCHS", "seed": "SEED",
-                  "sample_every": "SAMPLE_EVERY", "sample_length": "SAMPLE_LENGTH"}
+#: cells with these tags never reach the HTML and PDF: the notebooks' JupyterLab-only cells
+REMOVED_TAGS = {"remove", "notes", "parameters", "injected-parameters"}
+STEPS = 8
+
+#: make variable -> this build's option: the one mapping (``make report`` passes its variables on in
+#: the environment; ``--make`` reads them). TRAIN_ARGS holds any other ``a4lib train`` flags.
+MAKE_VARIABLES: dict[str, str | None] = {
+    "QUICK": "--quick", "CORPUS": "--corpus", "M": "--m", "ETA": "--eta", "SEQ_LENGTH": "--seq-length",
+    "SIG": "--sig", "OPTIMIZER": "--optimizer", "N_UPDATES": "--updates", "N_EPOCHS": "--epochs", "SEED": "--seed",
+    "SAMPLE_EVERY": "--sample-every", "SAMPLE_LENGTH": "--sample-length", "N_SEEDS": "--n-seeds",
+    "SCHEDULER": "--scheduler", "OUT": "--out", "RUN": "--run", "FORCE": "--force", "PDF": "--pdf",
+    "CHROMIUM": "--chromium", "BEYOND": "--beyond", **{f"BEYOND_{k.upper()}": f"--beyond-{k}" for k in studies.SECTIONS},
+    "TWEETS": "--tweets", "TRAIN_ARGS": None,
+}
+#: the make variables that a repeat of the build names (not where it wrote or how it printed)
+REPEATED = ("QUICK", "N_SEEDS", "CORPUS", "BEYOND", *(f"BEYOND_{k.upper()}" for k in studies.SECTIONS), "TWEETS")
 
 
 class BuildError(Exception):
@@ -103,12 +119,12 @@ class Parser(argparse.ArgumentParser):
     """Bad options: one line (what is wrong) and exit code 2, not argparse's usage block."""
 
     def error(self, message: str):
-        print(f"report: error: {message} (python report/build.py --help lists the options)", file=sys.stderr)
+        print(f"report: error: {message} (python -m report.build --help lists the options)", file=sys.stderr)
         sys.exit(2)
 
 
 def switch(value: str) -> bool:
-    """A section switch: 1/0, on/off, yes/no, true/false."""
+    """A switch: 1/0, on/off, yes/no, true/false."""
     v = str(value).strip().lower()
     if v in ("1", "on", "yes", "true"):
         return True
@@ -117,110 +133,131 @@ def switch(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected 0 or 1, got {value!r}")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = Parser(description="Build report/report.html and report/report.pdf (with --quick: report/quick/).")
-    p.add_argument("--quick", action="store_true",
-                   help=f"a small run for tests: builtin corpus, {QUICK_UPDATES:,} updates, m = 5 check, "
-                        f"written to report/quick/")
-    p.add_argument("--corpus", help="default: data/goblet_book.txt if present, else builtin:python-docs")
+def make_argv(env: Mapping[str, str]) -> list[str]:
+    """The options of the make variables set (non-empty) in ``env``."""
+    argv: list[str] = []
+    for name, option in MAKE_VARIABLES.items():
+        value = env.get(name, "")
+        if value.strip():
+            argv += shlex.split(value) if option is None else [option, value]
+    return argv
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a build was asked for, read once from the command line."""
+
+    quick: bool
+    corpus: str | None  # as given (None: the default corpus)
+    overrides: Mapping[str, Any]  # the main run's Config settings that were given
+    n_seeds: int
+    scheduler: str | None
+    passage_length: int
+    gradcheck_m: tuple[int, ...]
+    sections: tuple[str, ...]  # the sections beyond the assignment asked for
+    tweets: str | None  # the tweet corpus as given (None: no tweets)
+    force: bool
+    chromium: str | None  # the browser that prints the PDF (None: the HTML only)
+    out: Path  # report.html and report.pdf
+    figures: Path
+    build: Path
+    run: Path  # the main run's seeds
+    studies: Path
+    command: str  # the make command that repeats this build
+
+    @property
+    def budget(self) -> studies.Budget:
+        return studies.QUICK if self.quick else studies.FULL
+
+
+def parser() -> Parser:
+    p = Parser(prog="python -m report.build",
+               description="Build report/report.html and report/report.pdf (with --quick: report/quick/). Each option "
+                           "is also a make variable: " + ", ".join(f"{o} {v}" for v, o in MAKE_VARIABLES.items() if o)
+                           + "; TRAIN_ARGS any other a4lib train flag.")
+    p.add_argument("--make", action="store_true", help="read the options from make's variables in the environment")
+    p.add_argument("--quick", type=switch, nargs="?", const=True, default=False, metavar="0|1",
+                   help=f"a small run that checks the build: {QUICK_UPDATES:,} updates, m = 5 check, tiny studies, "
+                        f"written to report/quick/ (the corpus as for the full build)")
+    p.add_argument("--corpus", help="default: data/goblet_book.txt of the project if present, else builtin:python-docs")
     train = p.add_argument_group("the main run's settings (a4lib train's flags; default: a4lib's, but "
                                  f"{MAIN_EPOCHS} epochs and at least {MIN_UPDATES:,} updates, quick {QUICK_UPDATES:,} "
                                  f"updates)")
-    settings.add_arguments(train, exclude=("corpus",))
+    config_module.add_arguments(train, exclude=("corpus",))
     p.add_argument("--n-seeds", type=int, help=f"the main run from this many initial seeds: SEED, SEED + 1, ... "
                                                 f"(default {N_SEEDS}, quick {QUICK_SEEDS})")
     p.add_argument("--scheduler", help="train every run on the Dask cluster at this address (tcp://HOST:PORT; "
                                        "the run folders must be on a filesystem its workers share)")
     p.add_argument("--passage-length", type=int, default=1000)
-    p.add_argument("--gradcheck-m", type=int, action="append", help="m to check (repeatable; default 5 and 100, quick 5)")
-    p.add_argument("--out", type=Path, help="put everything (HTML, PDF, figures, build files, run) under this folder")
+    p.add_argument("--gradcheck-m", type=int, action="append",
+                   help=f"m to check (repeatable; default {' and '.join(map(str, GRADCHECK_M))}, quick "
+                        f"{' and '.join(map(str, QUICK_GRADCHECK_M))})")
+    p.add_argument("--out", type=Path, help="put everything (HTML, PDF, figures, build files, runs) under this folder")
     p.add_argument("--run", type=Path, help="the folder of the main run's seeds (default runs/report, quick "
                                             "runs/report-quick)")
     p.add_argument("--chromium", help="the browser that prints the PDF (default: found on PATH)")
-    p.add_argument("--no-pdf", action="store_true", help="the HTML only")
-    p.add_argument("--force", action="store_true", help="redo the gradient check, benchmarks, training and studies")
+    p.add_argument("--pdf", type=switch, default=True, metavar="0|1", help="0: the HTML only")
+    p.add_argument("--force", type=switch, nargs="?", const=True, default=False, metavar="0|1",
+                   help="redo the gradient check, benchmarks, training and studies")
     p.add_argument("--beyond", type=switch, default=True, metavar="0|1",
                    help="the part beyond the assignment (0: leave all of it out)")
     for key, title in studies.SECTIONS.items():
         p.add_argument(f"--beyond-{key}", type=switch, default=True, metavar="0|1", help=f"the section {title!r}")
-    p.add_argument("--tweets", help=f"the tweet corpus of the tweet section (default: {studies.DEFAULT_TWEETS} of the "
-                                    f"project folder when it exists; none: no tweets)")
+    p.add_argument("--tweets", help="a tweet corpus (a JSON list of objects with a \"text\" field) for the tweet section; "
+                                    "without one, the section is left out")
+    return p
+
+
+def settings(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """The build's settings from its options (with --make, first those of make's variables in ``env``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    env = os.environ if env is None else env
+    p = parser()
+    if "--make" in argv:
+        argv = make_argv(env) + [a for a in argv if a != "--make"]
     a = p.parse_args(argv)
-    a.overrides = {k: v for k, v in settings.given(a).items() if k != "corpus"}
-    a.sections = [k for k in studies.SECTIONS if a.beyond and getattr(a, f"beyond_{k}")]
-    a.command = make_command(a)
-    if a.gradcheck_m is None:
-        a.gradcheck_m = [5] if a.quick else [5, 100]
-    if a.n_seeds is None:
-        a.n_seeds = QUICK_SEEDS if a.quick else N_SEEDS
-    if a.n_seeds < 1:
-        p.error(f"--n-seeds must be >= 1, got {a.n_seeds}")
-    if a.quick and a.corpus is None:
-        a.corpus = "builtin:python-docs"
+    overrides = {k: v for k, v in config_module.given(a).items() if k != "corpus"}
+    n_seeds = a.n_seeds if a.n_seeds is not None else QUICK_SEEDS if a.quick else N_SEEDS
+    if n_seeds < 1:
+        p.error(f"--n-seeds must be >= 1, got {n_seeds}")
+    tweets = None if a.tweets is None or a.tweets.strip().lower() in ("", "none") else a.tweets
     if a.out is not None:
-        a.out = a.out.resolve()
-        a.html_dir, a.figures, a.build = a.out, a.out / "figures", a.out / "build"
-        a.run = a.run or a.out / "run"
-        a.studies = a.out / "studies"
+        out = a.out.resolve()
+        where = dict(out=out, figures=out / "figures", build=out / "build", run=a.run or out / "run",
+                     studies=out / "studies")
     elif a.quick:
-        a.html_dir = ROOT / "report" / "quick"
-        a.figures, a.build = a.html_dir / "figures", ROOT / "report" / "build" / "quick"
-        a.run, a.studies = a.run or ROOT / "runs" / "report-quick", ROOT / "runs" / "studies-quick"
+        out = ROOT / "report" / "quick"
+        where = dict(out=out, figures=out / "figures", build=ROOT / "report" / "build" / "quick",
+                     run=a.run or ROOT / "runs" / "report-quick", studies=ROOT / "runs" / "studies-quick")
     else:
-        a.html_dir, a.figures, a.build = ROOT / "report", ROOT / "figures", ROOT / "report" / "build" / "full"
-        a.run, a.studies = a.run or ROOT / "runs" / "report", ROOT / "runs" / "studies"
-    return a
+        where = dict(out=ROOT / "report", figures=ROOT / "figures", build=ROOT / "report" / "build" / "full",
+                     run=a.run or ROOT / "runs" / "report", studies=ROOT / "runs" / "studies")
+    sections = tuple(k for k in studies.SECTIONS if a.beyond and getattr(a, f"beyond_{k}"))
+    return Settings(quick=a.quick, corpus=a.corpus, overrides=overrides, n_seeds=n_seeds, scheduler=a.scheduler,
+                    passage_length=a.passage_length,
+                    gradcheck_m=tuple(a.gradcheck_m or (QUICK_GRADCHECK_M if a.quick else GRADCHECK_M)),
+                    sections=sections, tweets=tweets, force=a.force,
+                    chromium=find_chromium(a.chromium) if a.pdf else None, **where,
+                    command=repeat_command(a, overrides, tweets))
 
 
-def make_command(a: argparse.Namespace) -> str:
-    """The ``make report`` line that repeats this build."""
-    words = ["make", "report"] + (["QUICK=1"] if a.quick else [])
-    if a.n_seeds is not None:
-        words.append(f"N_SEEDS={a.n_seeds}")
-    if a.corpus is not None:
-        words.append(f"CORPUS={a.corpus}")
+def repeat_command(a: argparse.Namespace, overrides: Mapping[str, Any], tweets: str | None) -> str:
+    """The ``make report`` line that repeats this build (the settings given, not where it wrote)."""
+    by_option = {option: name for name, option in MAKE_VARIABLES.items() if option}
+    values = {"QUICK": "1" if a.quick else None, "N_SEEDS": a.n_seeds, "CORPUS": a.corpus, "TWEETS": tweets,
+              "BEYOND": None if a.beyond else "0",
+              **{f"BEYOND_{k.upper()}": "0" for k in studies.SECTIONS if a.beyond and not getattr(a, f"beyond_{k}")}}
+    words = ["make", "report"] + [f"{name}={values[name]}" for name in REPEATED if values.get(name) is not None]
     other = []
-    for name, value in a.overrides.items():
-        if name in MAKE_VARIABLES:
-            words.append(f"{MAKE_VARIABLES[name]}={value}")
+    for name, value in overrides.items():
+        flag = config_module.flag_of(name)
+        if flag in by_option:
+            words.append(f"{by_option[flag]}={value}")
         else:
-            other += [settings.flag_of(name), str(value)]
+            other += [flag, str(value)]
     if other:
         words.append(f"TRAIN_ARGS={shlex.join(other)}")
-    if not a.beyond:
-        words.append("BEYOND=0")
-    else:
-        words += [f"BEYOND_{key.upper()}=0" for key in studies.SECTIONS if not getattr(a, f"beyond_{key}")]
-    if a.tweets is not None:
-        words.append(f"TWEETS={a.tweets}")
     return shlex.join(words)
-
-
-def corpus_spec(given: str | None, corpus) -> str:
-    """The corpus as the runs and notebooks get it: a file as an absolute path (a relative one
-    resolves from the working directory), the built-in text by its name."""
-    from a4lib.corpus import BUILTIN
-    from a4lib.rundir import project_path
-
-    if corpus.name == BUILTIN:
-        return BUILTIN
-    return str(Path(given).resolve()) if given is not None else str(project_path(corpus.name))
-
-
-def main_config(a, corpus) -> Config:
-    """The main run's settings: a4lib's defaults, the build's (updates, quick sampling), the given."""
-    base = {"corpus": a.corpus_spec}
-    if a.quick:
-        base["sample_every"] = QUICK_SAMPLE_EVERY
-    try:
-        cfg = Config(**{**base, **a.overrides}).validate()
-        if cfg.n_updates is None:
-            epochs = a.overrides.get("n_epochs", MAIN_EPOCHS)
-            cfg = cfg.replace(n_updates=QUICK_UPDATES if a.quick else
-                              max(MIN_UPDATES, epochs * updates_per_epoch(corpus, cfg)))
-        return cfg.validate()
-    except ValueError as err:  # ConfigError, or a batch size the text cannot hold
-        raise BadInput(str(err)) from None
 
 
 def find_chromium(given: str | None) -> str:
@@ -237,12 +274,70 @@ def find_chromium(given: str | None) -> str:
     raise BuildError(f"no Chromium to print the PDF: {INSTALL_CHROMIUM} (or make the HTML only: PDF=0)")
 
 
-# --- steps 1-3: the data the report reads ------------------------------------------------------
+@dataclass(frozen=True)
+class Inputs:
+    """The texts and the main run's settings, read once."""
 
-def a4lib(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
-    """``python -m a4lib ARGS`` with this interpreter, in the working directory."""
-    return subprocess.run([sys.executable, "-m", "a4lib", *args], text=True,
-                          stdout=subprocess.PIPE if capture else None)
+    corpus: Corpus
+    spec: str  # the corpus as the runs get it: an absolute path, or the built-in text's name
+    config: Config  # the main run's settings (its seed the first of the seeds)
+    tweets: Corpus | None
+    tweets_spec: str | None
+
+
+def corpus_spec(given: str | None, corpus: Corpus) -> str:
+    """The corpus as the runs and notebooks get it: a file as an absolute path (a relative one
+    resolves from the working directory), the built-in text by its name."""
+    from a4lib.corpus import BUILTIN
+    from a4lib.rundir import project_path
+
+    if corpus.name == BUILTIN:
+        return BUILTIN
+    return str(Path(given).resolve()) if given is not None else str(project_path(corpus.name))
+
+
+def main_config(s: Settings, spec: str, corpus: Corpus) -> Config:
+    """The main run's settings: a4lib's defaults, the build's (updates, quick sampling), the given."""
+    base = {"corpus": spec}
+    if s.quick:
+        base["sample_every"] = QUICK_SAMPLE_EVERY
+    try:
+        cfg = Config(**{**base, **s.overrides}).validate()
+        if cfg.n_updates is None:
+            epochs = s.overrides.get("n_epochs", MAIN_EPOCHS)
+            cfg = cfg.replace(n_updates=QUICK_UPDATES if s.quick else
+                              max(MIN_UPDATES, epochs * updates_per_epoch(corpus, cfg)))
+        return cfg.validate()
+    except ValueError as err:  # ConfigError, or a batch size the text cannot hold
+        raise BadInput(str(err)) from None
+
+
+def inputs(s: Settings) -> Inputs:
+    """Read the corpus (and the tweets, when the tweet section is asked for and given one)."""
+    from a4lib.corpus import CorpusError, load_corpus
+
+    try:
+        corpus = load_corpus(s.corpus, s.overrides.get("seq_length", 1))
+    except CorpusError as err:
+        raise BadInput(str(err)) from None
+    spec = corpus_spec(s.corpus, corpus)
+    tweets = tweets_spec = None
+    if s.tweets is not None and "tweets" in s.sections:
+        try:
+            tweets = load_corpus(s.tweets)
+        except CorpusError as err:
+            raise BadInput(f"TWEETS: {err}") from None
+        if not tweets.is_tweets:
+            raise BadInput(f"TWEETS={s.tweets}: not a tweet corpus (a JSON list of objects with a \"text\" field)")
+        tweets_spec = str(Path(s.tweets).resolve())
+    return Inputs(corpus=corpus, spec=spec, config=main_config(s, spec, corpus), tweets=tweets, tweets_spec=tweets_spec)
+
+
+# --- steps 1-2: checks and benchmark -----------------------------------------------------------
+
+def a4lib(*args: str) -> subprocess.CompletedProcess:
+    """``python -m a4lib ARGS`` with this interpreter, in the working directory; its output captured."""
+    return subprocess.run([sys.executable, "-m", "a4lib", *args], text=True, capture_output=True)
 
 
 def cached(key_file: Path, result: Path, key: dict, force: bool) -> bool:
@@ -255,57 +350,64 @@ def cached(key_file: Path, result: Path, key: dict, force: bool) -> bool:
         return False
 
 
-def gradient_check(a, corpus, cfg: Config) -> bool:
-    out, key_file = a.build / "gradcheck.json", a.build / "gradcheck.key.json"
-    key = {"corpus": corpus.sha256, "ms": a.gradcheck_m, "seq_length": cfg.seq_length}
-    if cached(key_file, out, key, a.force):
+def last_line(r: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in (r.stderr or "").splitlines() if ln.strip()]
+    return f": {lines[-1][:300]}" if lines else ""
+
+
+def gradient_check(s: Settings, inp: Inputs) -> Path:
+    """Step 1: ``a4lib gradcheck --json`` (reused when made with the same corpus and sizes)."""
+    out, key_file = s.build / "gradcheck.json", s.build / "gradcheck.key.json"
+    key = {"corpus": inp.corpus.sha256, "ms": list(s.gradcheck_m), "seq_length": inp.config.seq_length}
+    if cached(key_file, out, key, s.force):
         say(f"[1/{STEPS}] gradient check: reusing {rel(out)}")
-    else:
-        say(f"[1/{STEPS}] gradient check, m = {', '.join(map(str, a.gradcheck_m))}")
-        key_file.unlink(missing_ok=True)
-        args = ["gradcheck", "--corpus", a.corpus_spec, "--seq-length", str(cfg.seq_length), "--json", str(out)]
-        for m in a.gradcheck_m:
-            args += ["--m", str(m)]
-        rc = a4lib(*args).returncode
-        if rc not in (0, 1) or not out.is_file():
-            raise BuildError(f"the gradient check stopped with exit code {rc}")
-        key_file.write_text(json.dumps(key))
-    return all(r["ok"] for r in json.loads(out.read_text()))
-
-
-def benchmark(a, corpus, cfg: Config) -> None:
-    updates = ["--updates", "300", "--reference-updates", "60"] if a.quick else []
-    key = {"corpus": corpus.sha256, "m": cfg.m, "seq_length": cfg.seq_length, "args": updates}
-    args = ["bench", "--json", "--corpus", a.corpus_spec, "--m", str(cfg.m), "--seq-length", str(cfg.seq_length),
-            *updates]
-    out = a.build / "bench.json"
-    result = cached_bench(a, args, out, key, "the benchmark",
-                          f"[2/{STEPS}] benchmark: a4lib's training step against reference.py")
-    if result is None:
-        say(f"[2/{STEPS}] benchmark: reusing {rel(out)}")
-        return
-    say(f"      {result['updates_per_s']:,.0f} updates/s, reference {result['reference_updates_per_s']:,.0f}: "
-        f"{result['speedup']}x")
-
-
-def cached_bench(a, args: list[str], out: Path, key: dict, what: str, announce: str | None = None) -> dict | None:
-    """Run ``a4lib ARGS`` (a ``bench --json``) into ``out``, saying ``announce`` first; None when
-    ``out`` was made with the same key (kept in ``out``'s .key.json) and can be reused."""
-    key_file = out.with_suffix(".key.json")
-    if cached(key_file, out, key, a.force):
-        return None
-    if announce:
-        say(announce)
+        return out
+    say(f"[1/{STEPS}] gradient check, m = {', '.join(map(str, s.gradcheck_m))}")
     key_file.unlink(missing_ok=True)
-    r = a4lib(*args, capture=True)
+    args = ["gradcheck", "--corpus", inp.spec, "--seq-length", str(inp.config.seq_length), "--json", str(out)]
+    for m in s.gradcheck_m:
+        args += ["--m", str(m)]
+    r = a4lib(*args)
+    if r.returncode not in (0, 1) or not out.is_file():
+        raise BuildError(f"the gradient check stopped with exit code {r.returncode}{last_line(r)}")
+    key_file.write_text(json.dumps(key))
+    results = json.loads(out.read_text())
+    worst = max(row["max_rel"] for res in results for row in res["table"].values())
+    say(f"      {'passed' if all(res['ok'] for res in results) else 'FAILED'}: largest relative error {worst:.1e}")
+    return out
+
+
+def cached_bench(s: Settings, args: list[str], out: Path, key: dict, what: str) -> dict:
+    """``a4lib ARGS`` (a ``bench --json``) into ``out``, or ``out`` as it is when made with the same key."""
+    key_file = out.with_suffix(".key.json")
+    if cached(key_file, out, key, s.force):
+        say(f"      {what}: reusing {rel(out)}")
+        return json.loads(out.read_text())
+    say(f"      {what}")
+    key_file.unlink(missing_ok=True)
+    r = a4lib(*args)
     lines = [ln for ln in (r.stdout or "").splitlines() if ln.startswith("{")]
     if r.returncode != 0 or not lines:
-        raise BuildError(f"{what} stopped with exit code {r.returncode}")
+        raise BuildError(f"{what} stopped with exit code {r.returncode}{last_line(r)}")
     result = json.loads(lines[-1])
     out.write_text(json.dumps(result, indent=1) + "\n")
     key_file.write_text(json.dumps(key))
     return result
 
+
+def benchmark(s: Settings, inp: Inputs) -> Path:
+    """Step 2: the main run's training step against reference.py (``a4lib bench --json``)."""
+    cfg, extra = inp.config, list(QUICK_BENCH if s.quick else ())
+    args = ["bench", "--json", "--corpus", inp.spec, "--m", str(cfg.m), "--seq-length", str(cfg.seq_length), *extra]
+    key = {"corpus": inp.corpus.sha256, "args": args[4:]}
+    say(f"[2/{STEPS}] benchmark: a4lib's training step against reference.py")
+    out = s.build / "bench.json"
+    r = cached_bench(s, args, out, key, "the benchmark")
+    say(f"      {r['updates_per_s']:,.0f} updates/s, reference {r['reference_updates_per_s']:,.0f}: {r['speedup']}x")
+    return out
+
+
+# --- steps 3-4: training -------------------------------------------------------------------------
 
 def reusable(run: Path, cfg: Config, sha256: str) -> bool:
     """A finished run in the current run format, trained with ``cfg`` on the corpus ``sha256``."""
@@ -345,7 +447,7 @@ def clear_run_dir(run: Path) -> None:
     shutil.rmtree(run)
 
 
-def prepare(a, runs: dict[Path, Config], sha256: dict[str, str]) -> dict[Path, Config]:
+def prepare(s: Settings, runs: Mapping[Path, Config], sha256: Mapping[str, str]) -> dict[Path, Config]:
     """The runs to train (new, or interrupted ones to resume); a stale run this build made (other
     settings, text or run format) is removed first, a reusable one left out."""
     from a4lib.rundir import is_locked, write_provenance
@@ -355,17 +457,17 @@ def prepare(a, runs: dict[Path, Config], sha256: dict[str, str]) -> dict[Path, C
         if is_locked(run):
             raise BuildError(f"{rel(run)} is in use: another process is training into it")
         sha = sha256[cfg.corpus]
-        if not a.force and reusable(run, cfg, sha):
+        if not s.force and reusable(run, cfg, sha):
             continue
-        if a.force or not same_run(run, cfg, sha) or status(run) == "diverged":
+        if s.force or not same_run(run, cfg, sha) or status(run) == "diverged":
             clear_run_dir(run)
         run.mkdir(parents=True, exist_ok=True)
-        write_provenance(run, {"made_by": "report/build.py", "command": a.command})
+        write_provenance(run, {"made_by": "report/build.py", "command": s.command})
         todo[run] = cfg
     return todo
 
 
-def train_runs(a, runs: dict[Path, Config], workers: int | None = None) -> None:
+def train_runs(s: Settings, runs: Mapping[Path, Config], workers: int | None = None) -> None:
     """Train the runs as ``a4lib train`` would, on the sweep engine (``a4lib.sweep.run_many``: local
     worker processes, ``workers`` of them, default one per core; or the Dask cluster of
     ``--scheduler``); a BuildError naming those that did not finish. This is the one place the
@@ -379,203 +481,125 @@ def train_runs(a, runs: dict[Path, Config], workers: int | None = None) -> None:
     for folder, named in by_folder.items():
         try:
             summaries = run_many(named, folder, workers=workers or min(len(named), os.cpu_count() or 1),
-                                 scheduler=a.scheduler)
+                                 scheduler=s.scheduler)
         except (ValueError, OSError) as err:  # a bad setting or corpus (ConfigError, CorpusError), a run in use
             raise BuildError(str(err)) from None
-        failed += [f"{name} {s.get('status', 'failed')}" + (f": {s['error'][:200]}" if s.get("error") else "")
-                   for name, s in summaries.items() if s.get("status") != "finished"]
+        failed += [f"{name} {summary.get('status', 'failed')}" + (f": {summary['error'][:200]}" if summary.get("error") else "")
+                   for name, summary in summaries.items() if summary.get("status") != "finished"]
     if failed:
         raise BuildError("training " + "; ".join(failed))
 
 
-def training(a, corpus, cfg: Config) -> Path:
-    """Step 3: the main run from ``a.n_seeds`` initial seeds; BUILD/seeds.json lists them."""
-    runs = {a.run / f"seed={cfg.seed + k}": cfg.replace(seed=cfg.seed + k) for k in range(a.n_seeds)}
-    todo = prepare(a, runs, {cfg.corpus: corpus.sha256})
-    per_epoch = updates_per_epoch(corpus, cfg)
-    what = (f"{a.n_seeds} seeds ({cfg.seed} to {cfg.seed + a.n_seeds - 1}) of {cfg.n_updates:,} updates "
+def training(s: Settings, inp: Inputs) -> dict[int, Path]:
+    """Step 3: the main run from ``s.n_seeds`` initial seeds; seed -> run directory."""
+    cfg = inp.config
+    runs = {s.run / f"seed={cfg.seed + k}": cfg.replace(seed=cfg.seed + k) for k in range(s.n_seeds)}
+    todo = prepare(s, runs, {cfg.corpus: inp.corpus.sha256})
+    per_epoch = updates_per_epoch(inp.corpus, cfg)
+    what = (f"{s.n_seeds} seeds ({cfg.seed} to {cfg.seed + s.n_seeds - 1}) of {cfg.n_updates:,} updates "
             f"({cfg.n_updates / max(1, per_epoch):.2f} epochs of {per_epoch:,} updates)")
     if todo:
-        say(f"[3/{STEPS}] training: {what} into {rel(a.run)}" + (f", reusing {len(runs) - len(todo)}" if len(todo) < len(runs) else ""))
-        train_runs(a, todo)
+        say(f"[3/{STEPS}] training: {what} into {rel(s.run)}"
+            + (f", reusing {len(runs) - len(todo)}" if len(todo) < len(runs) else ""))
+        train_runs(s, todo)
     else:
-        say(f"[3/{STEPS}] training: reusing {what} in {rel(a.run)}")
-    out = a.build / "seeds.json"
-    out.write_text(json.dumps([{"seed": c.seed, "dir": str(run.resolve())} for run, c in runs.items()], indent=1) + "\n")
-    return out
+        say(f"[3/{STEPS}] training: reusing {what} in {rel(s.run)}")
+    return {c.seed: run.resolve() for run, c in runs.items()}
 
 
-def best_seed_run(seeds_json: Path) -> Path:
-    """The run directory of the seed with the lowest smooth loss (the report's main run)."""
-    from a4lib.analysis import seed_spread
-    from a4lib.rundir import read_json_or
+def count_ngram(s: Settings, ngram: studies.NGramRun, sha256: str) -> None:
+    """The model study's n-gram (``a4lib ngram``), reused when counted with the same order and split
+    on the same text."""
+    from a4lib.rundir import read_json_or, write_provenance
+    from a4lib.train import RUN_FORMAT
 
-    runs = {s["seed"]: Path(s["dir"]) for s in json.loads(seeds_json.read_text())}
-    return runs[seed_spread({k: read_json_or(d / "summary.json") for k, d in runs.items()}).best_seed]
-
-
-# --- step 4: the studies beyond the assignment ------------------------------------------------
-
-def tweet_corpus(a):
-    """The tweet corpus to use (its spec as given, and the Corpus), or (None, None) without one.
-
-    Not given: ``studies.DEFAULT_TWEETS`` from the project folder when it exists. ``none``: no
-    tweets. A given file that is missing or not a tweet corpus is a BuildError.
-    """
-    from a4lib.corpus import CorpusError, load_corpus
-
-    if "tweets" not in a.sections:
-        return None, None
-    spec = a.tweets
-    if spec is None:
-        if not (ROOT / studies.DEFAULT_TWEETS).is_file():
-            return None, None
-        spec = str((ROOT / studies.DEFAULT_TWEETS).resolve())
-    elif spec.strip().lower() in ("", "none"):
-        return None, None
-    try:
-        corpus = load_corpus(spec)
-    except CorpusError as err:
-        raise BadInput(f"TWEETS: {err}") from None
-    if not corpus.is_tweets:
-        raise BadInput(f"TWEETS={spec}: not a tweet corpus (a JSON list of objects with a \"text\" field)")
-    return str(Path(spec).resolve()), corpus
+    config = read_json_or(ngram.dir / "config.json", {}) or {}
+    same = (config.get("corpus_sha256"), config.get("ngram_order"), config.get("val_fraction"),
+            config.get("format")) == (sha256, ngram.order, ngram.val_fraction, RUN_FORMAT)
+    if same and not s.force and status(ngram.dir) == "finished":
+        say(f"      {ngram.dir.name}: reusing {rel(ngram.dir)}")
+        return
+    clear_run_dir(ngram.dir)
+    ngram.dir.mkdir(parents=True)
+    write_provenance(ngram.dir, {"made_by": "report/build.py", "command": s.command})
+    say(f"      counting the n-gram (orders 1 to {ngram.order}) into {rel(ngram.dir)}")
+    r = a4lib(*ngram.argv())
+    if r.returncode != 0:
+        raise BuildError(f"a4lib ngram stopped with exit code {r.returncode}{last_line(r)}")
 
 
-def study_bench(a, corpus, bench: dict) -> dict:
-    """One benchmark of the mini-batch study (reused when the same one was made on the same corpus)."""
-    B = bench["batch_size"]
-    out = a.build / f"bench-B{B}.json"
-    key = {"corpus": corpus.sha256, "args": bench["args"][4:]}  # after "bench --json --corpus PATH"
-    result = cached_bench(a, bench["args"], out, key, f"the benchmark with B = {B}")
-    if result is None:
-        say(f"      benchmark B = {B}: reusing {rel(out)}")
-        return json.loads(out.read_text())
-    say(f"      benchmark B = {B}: {result['chars_per_s']:,} characters/s, reference "
-        f"{result['reference_chars_per_s']:,}: {result['speedup']}x")
-    return result
+def studies_step(s: Settings, inp: Inputs) -> tuple[studies.Plan | None, Path | None]:
+    """Step 4: the scaling benchmark and the training runs of the sections beyond the assignment;
+    the plan (None when every section is off) and the scaling result (None without that section)."""
+    from a4lib.train import split
 
-
-def scaling_bench(a, corpus, args: list[str]) -> dict:
-    """The scaling table of the mini-batch study (m x B x type; reused as study_bench)."""
-    out = a.build / "bench-scaling.json"
-    result = cached_bench(a, args, out, {"corpus": corpus.sha256, "args": args[5:]}, "the scaling benchmark",
-                          "      scaling benchmark: m x B x float64/float32")
-    if result is None:
-        say(f"      scaling benchmark: reusing {rel(out)}")
-        return json.loads(out.read_text())
-    return result
-
-
-def studies_step(a, corpus) -> Path | None:
-    """Step 4: the benchmarks and training runs of the sections beyond the assignment, and
-    BUILD/beyond.json that lists them for the beyond notebook. None when every section is off."""
-    if not a.sections:
+    if not s.sections:
         say(f"[4/{STEPS}] studies beyond the assignment: none (switched off)")
-        return None
-    if corpus.is_tweets and set(a.sections) - {"sampling", "tweets"}:
-        raise BadInput(f"CORPUS={a.corpus_spec} is a tweet corpus: the studies beyond the assignment need a plain "
-                         f"text (give the tweets with TWEETS=, or leave the studies out with BEYOND=0)")
-    plan = studies.plan(a.sections, a.corpus_spec, len(corpus.text), a.studies,
-                        studies.QUICK if a.quick else studies.FULL, tweets=a.tweets_spec, seed=a.config.seed)
-    plan["quick"] = a.quick
-    plan["workers"] = os.cpu_count() or 1
-    plan["scheduler"] = a.scheduler
-    runs = studies.all_runs(plan)
-    benches = (plan.get("batches") or {}).get("benches", [])
-    say(f"[4/{STEPS}] studies beyond the assignment ({', '.join(a.sections)}): {len(benches)} benchmarks, "
-        f"{len(runs)} training runs into {rel(a.studies)}")
-    if "tweets" in a.sections and a.tweets_corpus is None:
-        say("      no tweet corpus: the tweet section says how to give one (TWEETS=path)")
+        return None, None
+    if inp.corpus.is_tweets and set(s.sections) - {"sampling", "tweets"}:
+        raise BadInput(f"CORPUS={inp.spec} is a tweet corpus: the studies beyond the assignment need a plain "
+                       f"text (give the tweets with TWEETS=, or leave the studies out with BEYOND=0)")
+    n_train, _, _ = split(inp.corpus, studies.VAL_FRACTION)
+    plan = studies.plan(s.sections, inp.spec, n_train, s.studies, s.budget, tweets=inp.tweets_spec,
+                        seed=inp.config.seed)
+    left_out = [k for k in s.sections if k not in plan.sections]
+    say(f"[4/{STEPS}] studies beyond the assignment ({', '.join(plan.sections)}): {len(plan.runs)} training runs "
+        f"into {rel(s.studies)}" + (f"; left out for want of data: {', '.join(left_out)} (TWEETS=path gives a tweet "
+                                    f"corpus)" if left_out else ""))
     start = time.perf_counter()
-    for bench in benches:
-        bench["result"] = study_bench(a, corpus, bench)
-    if "batches" in plan:
-        plan["batches"]["scaling"] = scaling_bench(a, corpus, plan["batches"]["scaling_args"])
-    shas = {a.corpus_spec: corpus.sha256}
-    if a.tweets_corpus is not None:
-        shas[a.tweets_spec] = a.tweets_corpus.sha256
-    # the runs compared in seconds start together and have the machine to themselves; the others
-    # share the engine's workers
-    for timed in (True, False):
-        wanted = {r.dir: r.config for r in runs if r.timed == timed}
-        batch = prepare(a, wanted, shas)
+    scaling = None
+    if plan.scaling_args is not None:
+        scaling = s.build / "bench-scaling.json"
+        cached_bench(s, list(plan.scaling_args), scaling, {"corpus": inp.corpus.sha256, "args": list(plan.scaling_args[5:])},
+                     "the scaling benchmark: m x B x float64/float32")
+    if plan.ngram is not None:
+        count_ngram(s, plan.ngram, inp.corpus.sha256)
+    shas = {inp.spec: inp.corpus.sha256}
+    if inp.tweets is not None:
+        shas[inp.tweets_spec] = inp.tweets.sha256
+    # the runs compared in seconds have the machine to themselves, one core each (as many at a time
+    # as there are cores); the others share the engine's workers
+    cores = os.cpu_count() or 1
+    for group, alone in zip(studies.timed_first(plan.runs), (True, False)):
+        wanted = {r.dir: r.config for r in group}
+        batch = prepare(s, wanted, shas)
         for run in [d for d in wanted if d not in batch]:
             say(f"      {run.name}: reusing {rel(run)}")
         if batch:
-            say("      training " + ", ".join(d.name for d in batch) + (" at the same time, alone" if timed else ""))
-            train_runs(a, batch, workers=len(batch) if timed else None)
-    out = a.build / "beyond.json"
-    out.write_text(json.dumps(studies.to_json(plan), indent=1) + "\n", encoding="utf-8")
-    say(f"      studies done in {time.perf_counter() - start:.0f} s -> {rel(out)}")
-    return out
+            say("      training " + ", ".join(d.name for d in batch)
+                + (f", {min(cores, len(batch))} at a time, alone" if alone else ""))
+            train_runs(s, batch, workers=min(cores, len(batch)) if alone else None)
+    say(f"      studies done in {time.perf_counter() - start:.0f} s")
+    return plan, scaling
 
 
-# --- steps 5-7: the report ---------------------------------------------------------------------
+# --- steps 5-8: the report ---------------------------------------------------------------------
 
-def kernel_env() -> None:
-    """The notebook kernel is this interpreter: its environment's kernelspec comes first, and
-    jupyter_client starts a kernelspec's ``python`` as sys.executable."""
-    prefix_kernels = Path(sys.prefix) / "share" / "jupyter"
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(prefix_kernels), os.environ.get("JUPYTER_PATH")]))
-    os.environ.setdefault("JUPYTER_PLATFORM_DIRS", "1")
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    os.environ.setdefault("MPLBACKEND", "Agg")
-
-
-def kernel_config():
-    """Kernel-manager settings: CurveZMQ keys for the kernel's TCP sockets where jupyter_client
-    and zmq support them (else the kernel warns that it runs unencrypted)."""
-    from jupyter_client import KernelManager
-    from traitlets.config import Config as TraitletsConfig
-
-    c = TraitletsConfig()
-    try:
-        import zmq
-        if zmq.has("curve") and KernelManager.class_traits().get("transport_encryption") is not None:
-            c.KernelManager.transport_encryption = "auto"
-    except ImportError:
-        pass
-    return c
+def write_manifest(s: Settings, seeds: Mapping[int, Path], gradcheck: Path, bench: Path,
+                   plan: studies.Plan | None, scaling: Path | None, seed: int) -> manifest_module.Manifest:
+    """Step 5: the record of this build that the notebooks open (BUILD/manifest.json)."""
+    m = manifest_module.Manifest(
+        build=s.build, quick=s.quick, made=manifest_module.now(), command=s.command, seeds=dict(seeds),
+        gradcheck=gradcheck, bench=bench, figures=s.figures, seed=seed, passage_length=s.passage_length,
+        samples_until=None if s.quick else MIN_UPDATES, workers=os.cpu_count() or 1, scheduler=s.scheduler,
+        plan=plan, scaling=scaling)
+    say(f"[5/{STEPS}] the build's manifest -> {rel(m.save())}")
+    return m
 
 
-def papermill_run(notebook: Path, out: Path, params: dict, what: str) -> Path:
-    """Execute ``notebook`` with ``params`` into ``out`` (papermill, this interpreter's kernel,
-    in notebooks/ as JupyterLab would)."""
-    import papermill
-
-    try:
-        papermill.execute_notebook(str(notebook), str(out), parameters=params, kernel_name="python3",
-                                   cwd=str(NOTEBOOKS), progress_bar=False, log_output=False, config=kernel_config())
-    except papermill.PapermillExecutionError as err:
-        raise BuildError(f"the {what} notebook failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
-                         f"(see {rel(out)})") from None
-    return out
-
-
-def execute_report(a) -> Path:
-    out = a.build / "report.ipynb"
-    say(f"[5/{STEPS}] the report notebook (papermill) -> {rel(out)}")
-    params = {"seeds_json": str(a.seeds_json), "gradcheck_json": str(a.build / "gradcheck.json"),
-              "bench_json": str(a.build / "bench.json"), "figures_dir": str(a.figures),
-              "passage_length": a.passage_length, "seed": a.config.seed, "quick": a.quick,
-              "samples_until": None if a.quick else MIN_UPDATES}  # the handout: every 10,000 to 100,000
-    return papermill_run(NOTEBOOK, out, params, "report")
-
-
-SECTION_HEADING = re.compile(r"^## \d+\. ", re.MULTILINE)
-
-
-def select_sections(source: Path, sections: list[str], out: Path, first: int = FIRST_BEYOND_SECTION) -> Path:
+def select_sections(source: Path, sections: list[str] | tuple[str, ...], out: Path,
+                    first: int = FIRST_BEYOND_SECTION) -> Path:
     """The notebook ``source`` with only the cells of ``sections`` (a cell tagged ``beyond-KEY``
     belongs to section KEY; untagged cells to every report), its "## N. " headings numbered from
     ``first`` on; written to ``out``."""
+    import re
+
     import nbformat
 
-    nb = nbformat.read(source, as_version=4)
     unknown = set(sections) - set(studies.SECTIONS)
     if unknown:
         raise BuildError(f"unknown section(s): {', '.join(sorted(unknown))}")
+    nb = nbformat.read(source, as_version=4)
 
     def keep(cell) -> bool:
         keys = [t[len("beyond-"):] for t in cell.get("metadata", {}).get("tags", []) if t.startswith("beyond-")]
@@ -583,94 +607,82 @@ def select_sections(source: Path, sections: list[str], out: Path, first: int = F
 
     nb.cells = [c for c in nb.cells if keep(c)]
     number = first
+    heading = re.compile(r"^## \d+\. ", re.MULTILINE)
     for cell in nb.cells:
         if cell.cell_type != "markdown":
             continue
-        while SECTION_HEADING.search(cell.source):
-            cell.source = SECTION_HEADING.sub(f"## {number}! ", cell.source, count=1)
+        while heading.search(cell.source):
+            cell.source = heading.sub(f"## {number}! ", cell.source, count=1)
             number += 1
         cell.source = re.sub(r"^## (\d+)! ", r"## \1. ", cell.source, flags=re.MULTILINE)
     nbformat.write(nb, out)
     return out
 
 
-def execute_beyond(a, plan_file: Path) -> Path:
-    """The beyond notebook with the sections the build's options ask for."""
-    source = select_sections(BEYOND_NOTEBOOK, a.sections, a.build / "beyond.source.ipynb")
-    out = a.build / "beyond.ipynb"
-    say(f"      the beyond notebook (papermill) -> {rel(out)}")
-    params = {"beyond_json": str(plan_file), "run_dir": str(a.main_run), "figures_dir": str(a.figures),
-              "seed": a.config.seed}
-    return papermill_run(source, out, params, "beyond")
-
-
-def merge_notebooks(first: Path, *more: Path, out: Path) -> Path:
-    """One notebook of the cells of several executed notebooks, in order (the document)."""
+def execute(s: Settings, m: manifest_module.Manifest) -> Path:
+    """Step 6: the report notebook and, with studies, the beyond notebook under papermill, merged
+    into one document; the drafted answers' premises checked (a warning for each that fails)."""
     import nbformat
 
-    nb = nbformat.read(first, as_version=4)
-    for path in more:
+    from a4lib.notebook import NotebookError, premise_notes
+    from a4lib.notebook import execute as run_notebook
+
+    params = {"build_dir": str(s.build)}
+    say(f"[6/{STEPS}] the notebooks (papermill) -> {rel(s.build)}/report.ipynb"
+        + (", beyond.ipynb" if m.plan is not None else ""))
+    try:
+        executed = [run_notebook(NOTEBOOK, s.build / "report.ipynb", params, cwd=NOTEBOOKS)]
+        if m.plan is not None:
+            source = select_sections(BEYOND_NOTEBOOK, m.plan.sections, s.build / "beyond.source.ipynb")
+            executed.append(run_notebook(source, s.build / "beyond.ipynb", params, cwd=NOTEBOOKS))
+    except NotebookError as err:
+        raise BuildError(str(err)) from None
+    nb = nbformat.read(executed[0], as_version=4)
+    for path in executed[1:]:
         nb.cells.extend(nbformat.read(path, as_version=4).cells)
+    for failed in premise_notes(nb):
+        say(f"warning: {failed.warning()}")
+    for cell in nb.cells:  # stderr (warnings, progress bars) never reaches the report
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    out = s.build / "document.ipynb"
     nbformat.write(nb, out)
     return out
 
 
-def strip_streams(path: Path, report_to=None) -> list[str]:
-    """Remove stderr output (warnings, progress bars) from the executed notebook; what it said
-    (each also given to ``report_to`` when given)."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    said = []
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        keep = []
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream" and out.get("name") == "stderr":
-                said.append(out.get("text", ""))
-            else:
-                keep.append(out)
-        cell.outputs = keep
-    nbformat.write(nb, path)
-    for text in said if report_to else []:
-        report_to("note: the notebook wrote to stderr (left out of the report): "
-                  + (text.strip().splitlines() or [""])[-1][:200])
-    return said
-
-
-def to_html(a, executed: Path) -> Path:
+def to_html(s: Settings, executed: Path) -> Path:
+    """Step 7: the document as one HTML page, without code, prompts or JupyterLab-only cells."""
     import nbformat
     from nbconvert import HTMLExporter
     from traitlets.config import Config as TraitletsConfig
 
-    out = a.html_dir / "report.html"
-    say(f"[6/{STEPS}] HTML -> {rel(out)}")
-    strip_streams(executed, report_to=say)
+    out = s.out / "report.html"
+    say(f"[7/{STEPS}] HTML -> {rel(out)}")
     c = TraitletsConfig()
     c.TagRemovePreprocessor.enabled = True
-    c.TagRemovePreprocessor.remove_cell_tags = {"remove", "parameters", "injected-parameters"}
+    c.TagRemovePreprocessor.remove_cell_tags = REMOVED_TAGS
     c.HTMLExporter.exclude_input = True
     c.HTMLExporter.exclude_input_prompt = True
     c.HTMLExporter.exclude_output_prompt = True
     c.HTMLExporter.extra_template_basedirs = [str(TEMPLATES)]
     c.HTMLExporter.template_name = "a4report"
     nb = nbformat.read(executed, as_version=4)
-    nb.metadata["title"] = "DD2424 Assignment 4: report" + (" (quick report)" if a.quick else "")
+    nb.metadata["title"] = "DD2424 Assignment 4: report" + (" (quick report)" if s.quick else "")
     body, _ = HTMLExporter(config=c).from_notebook_node(nb, resources={"metadata": {"name": "report"}})
-    a.html_dir.mkdir(parents=True, exist_ok=True)
+    s.out.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(".report.html.tmp")
     tmp.write_text(body, encoding="utf-8")
     os.replace(tmp, out)
     return out
 
 
-def to_pdf(a, html_file: Path) -> Path:
-    out = a.html_dir / "report.pdf"
-    say(f"[7/{STEPS}] PDF ({Path(a.chromium).name}) -> {rel(out)}")
+def to_pdf(s: Settings, html_file: Path) -> Path:
+    """Step 8: the HTML printed to PDF by a headless Chromium."""
+    out = s.out / "report.pdf"
+    say(f"[8/{STEPS}] PDF ({Path(s.chromium).name}) -> {rel(out)}")
     with tempfile.TemporaryDirectory(prefix="a4lib-chromium-") as profile:
         tmp = Path(profile) / "report.pdf"
-        cmd = [a.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        cmd = [s.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                "--no-pdf-header-footer", "--print-to-pdf-no-header", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--disable-extensions", "--no-first-run",
                "--hide-scrollbars", f"--user-data-dir={profile}/profile", f"--print-to-pdf={tmp}",
@@ -681,54 +693,46 @@ def to_pdf(a, html_file: Path) -> Path:
         except subprocess.TimeoutExpired:
             raise BuildError("Chromium did not finish printing the PDF within 180 s") from None
         if r.returncode != 0 or not tmp.is_file() or tmp.read_bytes()[:5] != b"%PDF-":
-            tail = "\n".join((r.stderr or "").strip().splitlines()[-5:])
-            raise BuildError(f"Chromium could not print the PDF (exit code {r.returncode}):\n{tail}")
+            tail = " | ".join((r.stderr or "").strip().splitlines()[-3:])
+            raise BuildError(f"Chromium could not print the PDF (exit code {r.returncode}): {tail}")
         shutil.move(str(tmp), out)
     return out
 
 
-def main(argv=None) -> int:
-    a = parse_args(argv)
+def build(s: Settings) -> bool:
+    """Every step; whether the gradient check passed."""
+    inp = inputs(s)
+    say(f"corpus {inp.corpus.name}: {len(inp.corpus.text):,} characters, K = {inp.corpus.K}"
+        + (" (quick)" if s.quick else ""))
+    for d in (s.build, s.figures, s.out):
+        d.mkdir(parents=True, exist_ok=True)
+    with timed("gradient check and benchmark"):
+        gradcheck = gradient_check(s, inp)
+        bench = benchmark(s, inp)
+    with timed("the main run"):
+        seeds = training(s, inp)
+    plan, scaling = studies_step(s, inp)
+    m = write_manifest(s, seeds, gradcheck, bench, plan, scaling, inp.config.seed)
+    with timed("notebooks, HTML and PDF"):
+        html_file = to_html(s, execute(s, m))
+        if s.chromium:
+            to_pdf(s, html_file)
+    return all(r["ok"] for r in json.loads(gradcheck.read_text()))
+
+
+def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
-        a.chromium = None if a.no_pdf else find_chromium(a.chromium)
-        from a4lib.corpus import CorpusError, load_corpus
-
-        try:
-            corpus = load_corpus(a.corpus, a.overrides.get("seq_length", 1))
-        except CorpusError as err:
-            raise BadInput(str(err)) from None
-        a.corpus_spec = corpus_spec(a.corpus, corpus)
-        a.config = main_config(a, corpus)
-        say(f"corpus {corpus.name}: {len(corpus.text):,} characters, K = {corpus.K}"
-            + (" (quick)" if a.quick else ""))
-        a.tweets_spec, a.tweets_corpus = tweet_corpus(a)
-        for d in (a.build, a.figures, a.html_dir):
-            d.mkdir(parents=True, exist_ok=True)
-        with timed("gradient check and benchmark"):
-            checks_ok = gradient_check(a, corpus, a.config)
-            benchmark(a, corpus, a.config)
-        with timed("the main run"):
-            a.seeds_json = training(a, corpus, a.config)
-            a.main_run = best_seed_run(a.seeds_json)
-        plan_file = studies_step(a, corpus)
-        kernel_env()
-        with timed("notebooks, HTML and PDF"):
-            executed = execute_report(a)
-            if plan_file is not None:
-                beyond = execute_beyond(a, plan_file)
-                executed = merge_notebooks(executed, beyond, out=a.build / "document.ipynb")
-            html_file = to_html(a, executed)
-            if a.chromium:
-                to_pdf(a, html_file)
+        s = settings(argv)
+        checks_ok = build(s)
     except BuildError as err:
         say(f"error: {err}")
         return 2 if isinstance(err, BadInput) else 1
     except KeyboardInterrupt as err:  # a4lib.sweep.SweepInterrupted says which signal
         say("interrupted: the runs are saved; the next build continues or reuses them")
         return 143 if getattr(err, "signal_name", None) == "SIGTERM" else 130
-    say(f"done in {time.perf_counter() - start:.0f} s: {rel(a.html_dir / 'report.html')}"
-        + ("" if a.no_pdf else f", {rel(a.html_dir / 'report.pdf')}"))
+    say(f"done in {time.perf_counter() - start:.0f} s: {rel(s.out / 'report.html')}"
+        + (f", {rel(s.out / 'report.pdf')}" if s.chromium else ""))
     if not checks_ok:
         say("error: the gradient check FAILED (see section 2 of the report)")
         return 1

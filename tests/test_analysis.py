@@ -73,6 +73,19 @@ def test_smooth_loss_summary():
     assert (s.first, s.best, s.lowest_update, s.final, s.best_update) == (100.0, 80.0, 3, 85.0, 3)
     assert s.best_per_char == pytest.approx(80.0 / 25)
     assert s.chance == pytest.approx(25 * math.log(50))
+    assert s.epoch_means == (95.0, 82.5) and s.epochs_fall  # the epoch that begins at 9 never began
+
+
+def test_smooth_loss_early_fall_and_epoch_means():
+    """The share of the fall made in the first tenth of the updates; each epoch's mean."""
+    smooth = np.concatenate([np.linspace(100, 40, 10), np.full(90, 40.0) - np.linspace(0, 10, 90)])
+    run = fake_run({"smooth_loss": smooth, "epoch_starts": np.array([0, 50])}, summary={"updates": 100})
+    s = analysis.smooth_loss(run)
+    assert s.early_fall == pytest.approx((100 - 40) / (100 - 30))
+    assert s.epoch_means == pytest.approx((smooth[:50].mean(), smooth[50:].mean())) and s.epochs_fall
+    rising = fake_run({"smooth_loss": np.linspace(50, 60, 100), "epoch_starts": np.array([0, 50])},
+                      summary={"updates": 100})
+    assert analysis.smooth_loss(rising).early_fall is None and not analysis.smooth_loss(rising).epochs_fall
 
 
 def test_chosen_samples_and_stages():
@@ -138,13 +151,45 @@ def test_heldout_run():
     assert h.gap == pytest.approx(0.1) and h.risen  # 2.1 > 2.0 * 1.005
 
 
-def test_batch_speeds():
-    results = [{"batch_size": B, "chars_per_s": c, "speedup": s} for B, c, s in ((1, 100.0, 5.0), (8, 400.0, 20.0),
-                                                                               (32, 300.0, 15.0))]
-    s = analysis.batch_speeds(results)
-    assert (s.first_B, s.last_B, s.gain, s.fastest_B, s.fastest_chars_per_s, s.fastest_speedup) == \
-        (1, 32, 3.0, 8, 400.0, 20.0)
-    assert analysis.batch_speeds([]) is None
+def scaling_result():
+    rows = [{"dtype": dt, "m": m, "batch_size": B, "chars_per_s": c * (2 if dt == "float32" else 1),
+             "speedup": c / 10_000 * (2 if dt == "float32" else 1), "peak_fraction": 0.1}
+            for dt in ("float64", "float32") for m in (50, 100) for B, c in ((32, 300_000.0), (1, 100_000.0), (8, 400_000.0))]
+    return {"rows": rows, "reference_chars_per_s": {"50": 12_000, "100": 10_000}}
+
+
+def test_batch_speeds_from_one_scaling_measurement():
+    s = analysis.batch_speeds(scaling_result(), 100)
+    assert [r.B for r in s.rows] == [1, 8, 32]  # ordered by B
+    assert (s.gain, s.fastest.B, s.fastest.chars_per_s, s.fastest.speedup) == (3.0, 8, 400_000.0, 40.0)
+    assert s.reference_chars_per_s == 10_000 and s.dtype == "float64"
+    assert analysis.batch_speeds(scaling_result(), 100, "float32").fastest.chars_per_s == 800_000.0
+    assert analysis.batch_speeds(scaling_result(), 400) is None
+    assert analysis.scaling_grid(scaling_result()) == ([50, 100], [1, 8, 32])
+
+
+def test_rank_runs_held_out_else_smooth_per_character():
+    held = {"a": {"best_smooth_loss": 50.0, "best_val_loss": 1.9}, "b": {"best_smooth_loss": 60.0, "best_val_loss": 1.7},
+            "c": {"best_smooth_loss": None, "best_val_loss": None}}
+    r = analysis.rank_runs(held)
+    assert (r.by, r.best, [k for k, _ in r.order]) == ("held-out", "b", ["b", "a", "c"])
+    smooth = {"a": {"best_smooth_loss": 50.0}, "b": {"best_smooth_loss": 60.0}}
+    assert analysis.rank_runs(smooth).best == "a"
+    per_char = analysis.rank_runs(smooth, {"a": 25, "b": 50})  # 2.0 against 1.2 per character
+    assert (per_char.by, per_char.best) == ("smooth per character", "b")
+    with pytest.raises(ValueError):
+        analysis.rank_runs({})
+
+
+def test_ngram_orders_and_runs_against_a_baseline():
+    orders = analysis.ngram_orders({"val_loss_by_order": [3.3, 2.5, 1.9, 1.7, 1.75]})
+    assert (orders.best_order, orders.best) == (4, 1.7)
+    runs = {"x": analysis.HeldOutRun(10, 1.0, 100, 2.0, 1.6, 10, 1.0, 1.6, 1.9, 2, 10, None),
+            "y": analysis.HeldOutRun(10, 1.0, 100, 2.0, 1.9, 10, 1.0, 1.9, 2.0, 2, 10, None),
+            "z": analysis.HeldOutRun(10, 1.0, 100, 2.0, 1.5, 10, 1.0, 1.5, 1.9, 2, 10, None)}
+    vs = analysis.against(orders.best, runs)
+    assert vs.beat == ["z", "x"] and vs.lost == ["y"]
+    assert vs.gap("y") == pytest.approx(0.2) and vs.gap("z") == pytest.approx(-0.2)
 
 
 # --- passages and what changes in them ------------------------------------------------------------
@@ -186,6 +231,9 @@ def test_passage_from_the_best_parameters(small_run):
     assert p.update == run.summary["best_update"] and p.heldout
     assert p.loss == pytest.approx(run.summary["best_val_loss"])
     assert len(p.text) == 61 and p.text == analysis.passage(small_run / "run", 60, seed=3).text  # seeded
+    assert p.prime == "\n" and p.text.startswith("\n")  # the passage begins a new line
+    assert analysis.passage(small_run / "run", 10, seed=3, prime="the").text.startswith("the")
+    assert analysis.default_prime(["a", "b"]) == "a" and analysis.default_prime(["\t", " ", "a"]) == " "
     last = analysis.passage(small_run / "run", 20, which="last")
     assert last.update == 150 and not last.heldout
 
@@ -220,6 +268,15 @@ def test_seed_spread_median_best_worst_and_best_seed():
     assert s.best_updates[s.seeds.index(7)] == 99_000
     with pytest.raises(ValueError):
         analysis.seed_spread({})
+
+
+def test_main_run_is_the_best_seeds_directory(small_run, tmp_path):
+    """The report's main run: the seed ranked first (analysis.rank_runs), read from summary.json."""
+    for seed, loss in ((0, 44.0), (1, 38.5), (2, 40.0)):
+        (tmp_path / f"seed={seed}").mkdir()
+        (tmp_path / f"seed={seed}" / "summary.json").write_text(
+            f'{{"best_smooth_loss": {loss}, "best_update": 10, "final_smooth_loss": {loss + 1}}}')
+    assert analysis.main_run({k: tmp_path / f"seed={k}" for k in range(3)}) == tmp_path / "seed=1"
 
 
 def test_scaling_point_reads_both_types():

@@ -1,10 +1,11 @@
 """The report: the display helpers and figures it is made of, the library's share of it (no
-prose, no HTML), and the quick report built the way a user builds it (``make report QUICK=1``)
-on a small UTF-8 text, its HTML and its PDF read back with pdftotext."""
+prose, no HTML), the build's settings, the drafted answers' premises, and the quick report built the
+way a user builds it (``make report QUICK=1``) on a small UTF-8 text, its HTML and its PDF read back
+with pdftotext."""
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
 import re
 import shlex
 import shutil
@@ -15,19 +16,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a4lib import display, plots
+from a4lib import display, notebook, plots
+from report import build, manifest, studies
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADINGS = ["1. Data", "2. Gradient check", "3. Smooth loss", "4. Text progression",
             "5. Passage from the best model", "6. Reproducibility: hyperparameters, timings, versions"]
 SUBHEADINGS = ["Hyperparameters", "Timings", "Versions", "To reproduce"]
 BEYOND_HEADINGS = ["7. Mini-batches: characters per second", "8. Held-out evaluation",
-                   "9. LSTM against the vanilla RNN", "10. Sampling: temperature and top-p",
-                   "11. Optimizers: AdaGrad, RMSProp, Adam", "12. Tweets"]
+                   "9. Models: RNN, GRU and LSTM against an n-gram", "10. Sampling: temperature and top-p",
+                   "11. Optimizers: AdaGrad, RMSProp, Adam"]
 FIGURES = {"3. Smooth loss": ["smooth_loss.png", "seeds.png"], "7. Mini-batches": ["scaling.png"],
-           "8. Held-out": ["heldout.png"],
-           "9. LSTM": ["lstm_vs_rnn.png"], "11. Optimizers": ["optimizers.png"]}
-TWEETS = ROOT.parent / "shared" / "data" / "condensed_2018.json"
+           "8. Held-out": ["heldout.png"], "9. Models": ["models.png"], "11. Optimizers": ["optimizers.png"]}
+TWEETS = ROOT.parent / "shared" / "data" / "condensed_2018.json"  # tests may read ../shared; the product never does
 SPECIAL = ["ü", "•", "“", "”", "‘", "’", "—", "–", "…", "é", "ß", "×"]
 # It begins in ASCII: the gradient check uses the first 25 characters, and on these its largest
 # relative error (1e-6) is far below the tolerance (1e-4) whatever the machine's round-off.
@@ -43,20 +44,12 @@ need_pdf = pytest.mark.skipif(not (CHROMIUM and PDFTOTEXT),
                               reason="the PDF needs Chromium and pdftotext (apt-get install chromium poppler-utils)")
 
 
-def load_build():
-    spec = importlib.util.spec_from_file_location("a4lib_build", ROOT / "report" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # --- the library's share: numbers and display, no prose ---------------------------------------
 
 def test_the_library_holds_no_report_html_and_no_chdir():
     tags = re.compile(r"<(p|table|div|h[1-6]|ul|li|span)[ >]")
-    lines = [ln for path in (ROOT / "a4lib").glob("*.py") for ln in path.read_text(encoding="utf-8").splitlines()
-             if tags.search(ln)]
-    assert len(lines) <= 12, lines
+    for name in ("analysis.py", "plots.py", "train.py", "rundir.py", "notebook.py", "display.py"):  # numbers, Markdown
+        assert not tags.search((ROOT / "a4lib" / name).read_text(encoding="utf-8")), name
     for path in [*(ROOT / "a4lib").glob("*.py"), ROOT / "report" / "build.py", ROOT / "report" / "studies.py"]:
         assert "os.chdir" not in path.read_text(encoding="utf-8"), path.name
 
@@ -95,16 +88,30 @@ def test_vocabulary_names_the_invisible_characters():
 
 
 def test_commands_wrap_between_arguments_and_parse_back():
-    words = ["a4lib", "train", "--out", "/proj/runs/x", "--corpus", "my text.txt", "--eta", "0.05",
+    words = ["a4lib", "train", "--out", str(ROOT / "runs" / "x"), "--corpus", "my text.txt", "--eta", "0.05",
              "--checkpoint-every", "10000", "--sample-every", "0", "--val-fraction", "0.1", "--backend", "numpy",
-             "--quiet"]
-    text = display.command_text(words, root="/proj", width=40)
+             "--prime", "\n", "--quiet"]
+    text = display.command_text(words, width=40)
     lines = text.split("\n")
     assert len(lines) > 3 and all(len(ln) <= 40 for ln in lines[1:])
     assert all(ln.endswith(" \\") for ln in lines[:-1]) and all(ln.startswith("    --") for ln in lines[1:])
-    assert shlex.split(text.replace("\\\n", " ")) == ["a4lib", "train", "--out", "runs/x", *words[4:]]
+    said = subprocess.run(["bash", "-c", 'printf "%s\\0" ' + text.replace("\\\n", " ")], capture_output=True, text=True)
+    assert said.stdout.split("\0")[:-1] == ["a4lib", "train", "--out", "runs/x", *words[4:]]  # as the shell reads it
     block = display.commands(["make report QUICK=1", words]).data
-    assert block.startswith("```bash\nmake report QUICK=1\n\na4lib train")
+    assert block.startswith("```bash\n") and "\nmake report QUICK=1\n\na4lib train" in block
+
+
+def test_paths_are_shown_relative_to_the_project():
+    assert display.path(ROOT / "data" / "goblet_book.txt") == "data/goblet_book.txt"
+    assert display.path(ROOT.parent / "shared" / "x.txt") == "../shared/x.txt"
+    assert display.path("texts/my.txt") == "texts/my.txt"  # as given
+    outside = Path("/") / "elsewhere-than-the-project" / "t.txt"
+    assert display.path(outside) == str(outside)
+
+
+def test_differences_add_up_as_shown():
+    """a − b of two figures shown with two decimals is the difference of what is shown."""
+    assert display.diff(46.184, 39.0949) == "7.09" and display.diff(2.0004, 1.0, 3) == "1.000"
 
 
 def fake_history(n=1000, epoch_starts=(0, 300, 600, 900)):
@@ -143,62 +150,167 @@ def test_figure_saves_the_png_and_shows_it_with_its_caption(tmp_path, monkeypatc
     assert shown[0].data[:4] == b"\x89PNG" and shown[1].data == "The *caption*."
 
 
+def test_update_axes_keep_their_labels_apart():
+    """At most six update ticks on a wide axis and four on a half-width panel: 100,000-style labels
+    never run into each other (the optimizer figure's left panel)."""
+    history = {**fake_history(200_000), "seconds": np.linspace(0.01, 50, 200_000)}
+    fig = plots.compare_updates_seconds({"a": (history, 25)})
+    fig.canvas.draw()
+    left = fig.axes[0]
+    labels = [t for t in left.get_xticklabels() if t.get_text() and 0 <= t.get_position()[0] <= 200_000]
+    assert 3 <= len(labels) <= 5
+    boxes = [t.get_window_extent() for t in labels]
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))
+
+
+def test_scaling_legend_is_outside_the_panels():
+    rows = [{"dtype": dt, "m": m, "batch_size": B, "chars_per_s": 1000.0 * m * B, "peak_fraction": 0.001 * m * B}
+            for dt in ("float64", "float32") for m in (50, 400) for B in (1, 8, 128)]
+    fig = plots.scaling({"rows": rows})
+    fig.canvas.draw()
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    legend, panels = fig.legends[0].get_window_extent(), [ax.get_window_extent() for ax in fig.axes]
+    assert all(legend.y1 <= p.y0 for p in panels)  # below both panels, over no line
+
+
+def test_heldout_against_seconds_draws_the_baseline():
+    history = {"seconds": np.arange(1, 11) * 1.0, "val_update": np.array([5, 10]), "val_loss": np.array([2.0, 1.8])}
+    fig = plots.heldout_vs_seconds({"GRU": history}, baseline=("8-gram", 1.6))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["GRU", "8-gram"]
+    assert list(ax.lines[-1].get_ydata()) == [1.6, 1.6]
+
+
+# --- the drafted answers' premises ----------------------------------------------------------------
+
+def premise_notebook(answer_source: str, holds: bool) -> dict:
+    """An executed notebook as nbformat reads it: a heading, the premise cell's output, the answer."""
+    shown = []
+    display_show = display.show
+    try:
+        display.show = shown.append
+        display.premise("lstm-won", holds, "that the LSTM won", "the RNN won")
+    finally:
+        display.show = display_show
+    out = {"output_type": "display_data", "data": {"text/markdown": shown[0].data},
+           "metadata": {"text/markdown": shown[0].metadata}}
+    return {"cells": [{"cell_type": "markdown", "source": "## 9. Models\n\nWords."},
+                      {"cell_type": "code", "source": "", "outputs": [out]},
+                      {"cell_type": "markdown", "source": answer_source}]}
+
+
+def test_a_failed_premise_keeps_its_note_while_the_draft_keeps_its_marker():
+    nb = premise_notebook("<!-- premise: lstm-won -->\n**Your answer:** The LSTM won.", holds=False)
+    failed = notebook.premise_notes(nb)
+    assert [(f.name, f.section) for f in failed] == [("lstm-won", "9. Models")]
+    assert len(nb["cells"][1]["outputs"]) == 1 and "the RNN won" in nb["cells"][1]["outputs"][0]["data"]["text/markdown"]
+    assert nb["cells"][2]["source"] == "**Your answer:** The LSTM won."  # the marker is not printed
+    assert "the RNN won" in failed[0].warning()
+
+
+@pytest.mark.parametrize("answer,holds", [
+    ("<!-- premise: lstm-won -->\n**Your answer:** The LSTM won.", True),  # the premise holds
+    ("**Your answer:** The RNN won, by a little.", False),  # the student rewrote the answer
+    ("<!-- premise: another -->\n**Your answer:** Something else.", False),  # another premise's marker
+])
+def test_no_note_where_the_premise_holds_or_the_answer_was_rewritten(answer, holds):
+    nb = premise_notebook(answer, holds)
+    assert notebook.premise_notes(nb) == [] and nb["cells"][1]["outputs"] == []
+
+
+def test_every_drafted_answer_declares_a_premise_that_its_notebook_checks():
+    import nbformat
+
+    for name in ("report.ipynb", "beyond.ipynb"):
+        nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+        answers = [c for c in nb.cells if "answer" in c.metadata.get("tags", [])]
+        declared = [m for c in answers for m in notebook.PREMISE_MARKER.findall(c.source)]
+        checked = re.findall(r'display\.premise\("([\w-]+)"', "\n".join(c.source for c in nb.cells if c.cell_type == "code"))
+        assert len(declared) == len(answers) and sorted(declared) == sorted(checked), name
+        for k, cell in enumerate(nb.cells):  # the check comes right before its answer
+            if "answer" in cell.metadata.get("tags", []):
+                assert "premise" in nb.cells[k - 1].metadata.get("tags", []), (name, k)
+
+
 # --- the build's settings and paths -------------------------------------------------------------
 
-def test_the_quick_report_goes_elsewhere_than_the_submission():
-    build = load_build()
-    quick, full = build.parse_args(["--quick"]), build.parse_args([])
-    assert full.html_dir == ROOT / "report"  # report/report.pdf: the submission
-    assert quick.html_dir == ROOT / "report" / "quick" and quick.figures.parent == quick.html_dir
-    assert quick.build != full.build and quick.run != full.run and quick.studies != full.studies
+def test_settings_are_made_once_and_frozen():
+    import dataclasses
+
+    s = build.settings(["--quick", "--pdf", "0"], env={})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.quick = False
+    assert s.out == ROOT / "report" / "quick" and s.figures.parent == s.out  # never report/report.pdf
+    full = build.settings(["--pdf", "0"], env={})
+    assert full.out == ROOT / "report" and (full.build, full.run, full.studies) != (s.build, s.run, s.studies)
     assert "report/quick/" in (ROOT / ".gitignore").read_text().splitlines()
+    assert s.corpus is None and full.corpus is None  # the quick build's text is the full build's default
+    assert s.chromium is None and s.budget == studies.QUICK and full.budget == studies.FULL
 
 
 def test_the_main_run_is_a_config_override():
     from a4lib.config import Config
     from a4lib.corpus import load_corpus
+    from a4lib.train import updates_per_epoch
 
-    build = load_build()
     corpus = load_corpus("builtin:python-docs")
-    a = build.parse_args(["--eta", "0.05", "--m", "50", "--backend", "numpy", "--epochs", "3"])
-    a.corpus_spec = "builtin:python-docs"
-    cfg = build.main_config(a, corpus)
-    n_seq = (len(corpus.text) - 1) // 25
+    s = build.settings(["--eta", "0.05", "--m", "50", "--backend", "numpy", "--epochs", "3", "--pdf", "0"], env={})
+    cfg = build.main_config(s, "builtin:python-docs", corpus)
+    per_epoch = updates_per_epoch(corpus, Config(corpus="builtin:python-docs", m=50))
     assert cfg == Config(corpus="builtin:python-docs", eta=0.05, m=50, backend="numpy",
-                         n_updates=max(build.MIN_UPDATES, 3 * n_seq))
-    assert a.command == "make report ETA=0.05 M=50 N_EPOCHS=3 'TRAIN_ARGS=--backend numpy'"
-    quick = build.parse_args(["--quick", "--updates", "700"])
-    quick.corpus_spec = "builtin:python-docs"
-    assert build.main_config(quick, corpus).n_updates == 700
-    assert build.main_config(quick, corpus).sample_every == build.QUICK_SAMPLE_EVERY
-    r = subprocess.run([sys.executable, "report/build.py", "--eta", "-1"], cwd=ROOT, capture_output=True, text=True)
+                         n_updates=max(build.MIN_UPDATES, 3 * per_epoch))
+    assert shlex.split(s.command) == ["make", "report", "ETA=0.05", "M=50", "N_EPOCHS=3", "TRAIN_ARGS=--backend numpy"]
+    quick = build.settings(["--quick", "--updates", "700", "--pdf", "0"], env={})
+    assert build.main_config(quick, "builtin:python-docs", corpus).n_updates == 700
+    assert build.main_config(quick, "builtin:python-docs", corpus).sample_every == build.QUICK_SAMPLE_EVERY
+    r = subprocess.run([sys.executable, "-m", "report.build", "--eta", "-1"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "-1" in r.stderr and "eta" in r.stderr
 
 
-# --- the Makefile ------------------------------------------------------------------------------
+def test_make_variables_map_to_options_in_one_place():
+    env = {"QUICK": "1", "CORPUS": "my text.txt", "ETA": "0.05", "M": "50", "N_SEEDS": "3", "OUT": "/tmp/x",
+           "TRAIN_ARGS": "--backend numpy --clip 1", "PDF": "0", "BEYOND_MODELS": "0", "TWEETS": "t.json", "SEED": "",
+           "UNRELATED": "1"}
+    argv = build.make_argv(env)
+    assert argv == ["--quick", "1", "--corpus", "my text.txt", "--m", "50", "--eta", "0.05", "--n-seeds", "3",
+                    "--out", "/tmp/x", "--pdf", "0", "--beyond-models", "0", "--tweets", "t.json",
+                    "--backend", "numpy", "--clip", "1"]
+    s = build.settings(["--make"], env=env)
+    assert (s.quick, s.corpus, s.n_seeds, s.out, s.chromium, s.tweets) == (True, "my text.txt", 3, Path("/tmp/x"), None,
+                                                                           "t.json")
+    assert dict(s.overrides) == {"m": 50, "eta": 0.05, "backend": "numpy", "clip": 1.0}
+    assert "models" not in s.sections and "sampling" in s.sections
+    for name, option in build.MAKE_VARIABLES.items():  # every variable is an option of the build
+        assert option is None or option in build.parser().format_help(), name
+
 
 @pytest.mark.skipif(not MAKE, reason="make is not installed")
-def test_make_passes_the_parameters_on():
-    r = subprocess.run([MAKE, "-n", "-o", ".venv/.installed", "report", "QUICK=1", "CORPUS=my text.txt", "ETA=0.05",
-                        "M=50", "SEQ_LENGTH=30", "SIG=0.02", "SEED=3", "N_UPDATES=2000", "OUT=/tmp/x",
-                        "TRAIN_ARGS=--backend numpy", "CHROMIUM=/opt/chrome"], cwd=ROOT, capture_output=True, text=True)
+def test_make_passes_its_variables_on(tmp_path):
+    """make exports the variables given to it; the build reads them (one mapping, in report/build.py)."""
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import os, sys, json; from report import build; "
+                    f"print(json.dumps(build.make_argv(os.environ)))' \"$@\"\n")
+    fake.chmod(0o755)
+    r = subprocess.run([MAKE, "-s", "-o", ".venv/.installed", "report", "QUICK=1", "CORPUS=my text's.txt", "ETA=0.05",
+                        "BEYOND_TWEETS=0", "TRAIN_ARGS=--backend numpy", f"PY={fake}"], cwd=ROOT, capture_output=True,
+                       text=True)
     assert r.returncode == 0, r.stderr
-    line = [ln for ln in r.stdout.splitlines() if "report/build.py" in ln][-1]
-    for flag in ("--quick", "--corpus 'my text.txt'", "--eta 0.05", "--m 50", "--seq-length 30", "--sig 0.02",
-                 "--seed 3", "--updates 2000", "--backend numpy", "--out '/tmp/x'", "--chromium '/opt/chrome'"):
-        assert flag in line, flag
-    r = subprocess.run([MAKE, "-n", "-o", ".venv/.installed", "report", "BEYOND=0", "BEYOND_BATCHES=0", "BEYOND_HELDOUT=0",
-                        "BEYOND_LSTM=0", "BEYOND_SAMPLING=0", "BEYOND_OPTIMIZERS=0", "BEYOND_TWEETS=0", "N_EPOCHS=3",
-                        "TWEETS=my tweets.json"], cwd=ROOT, capture_output=True, text=True)
-    line = [ln for ln in r.stdout.splitlines() if "report/build.py" in ln][-1]
-    for flag in ("--beyond '0'", "--beyond-batches '0'", "--beyond-heldout '0'", "--beyond-lstm '0'", "--epochs 3",
-                 "--beyond-sampling '0'", "--beyond-optimizers '0'", "--beyond-tweets '0'", "--tweets 'my tweets.json'"):
-        assert flag in line, flag
-    for target in ("venv", "test", "bench", "lab", "clean"):
-        assert subprocess.run([MAKE, "-n", "-o", ".venv/.installed", target], cwd=ROOT,
-                              capture_output=True).returncode == 0, target
-    lab = subprocess.run([MAKE, "-n", "-o", ".venv/.installed", "lab"], cwd=ROOT, capture_output=True, text=True).stdout
-    assert "jupyter-lab" in lab and "pip install" not in lab  # JupyterLab comes with the notebooks extra
+    argv = json.loads(r.stdout.splitlines()[-1])
+    for pair in (["--quick", "1"], ["--corpus", "my text's.txt"], ["--eta", "0.05"], ["--beyond-tweets", "0"],
+                 ["--backend", "numpy"]):
+        assert any(argv[k:k + 2] == pair for k in range(len(argv))), pair
+
+
+@pytest.mark.skipif(not MAKE, reason="make is not installed")
+def test_make_clean_keeps_the_runs_and_the_submission():
+    said = {t: subprocess.run([MAKE, "-n", "-o", ".venv/.installed", t], cwd=ROOT, capture_output=True, text=True)
+            for t in ("clean", "clean-runs", "clean-report", "venv", "test", "bench", "lab")}
+    assert all(r.returncode == 0 for r in said.values())
+    clean = said["clean"].stdout
+    assert "report/build" in clean and "runs" not in clean.split() and "report.pdf" not in clean
+    assert "rm -rf runs" in said["clean-runs"].stdout
+    assert "report/report.pdf" in said["clean-report"].stdout and "runs" not in said["clean-report"].stdout
+    assert "jupyter-lab" in said["lab"].stdout and "pip install" not in said["lab"].stdout
 
 
 @pytest.mark.skipif(not MAKE, reason="make is not installed")
@@ -211,11 +323,30 @@ def test_missing_browser_is_one_line_saying_what_to_install(tmp_path):
     assert len(said) == 1 and "apt-get install chromium" in said[0] and "CHROMIUM=" in said[0]
 
 
+def test_jupyterlab_opens_the_newer_build(tmp_path):
+    """The notebooks' default: the newer of the project's full and quick builds, and which it is."""
+    with pytest.raises(manifest.NoBuild):
+        manifest.latest(tmp_path)
+    made = {}
+    for kind in ("full", "quick"):
+        folder = tmp_path / "report" / "build" / kind
+        made[kind] = manifest.Manifest(build=folder, quick=kind == "quick", made=manifest.now(), command="make report",
+                                       seeds={0: folder / "run"}, gradcheck=folder / "g.json", bench=folder / "b.json",
+                                       figures=folder / "figures", seed=0, passage_length=100, samples_until=None,
+                                       workers=2, scheduler=None, plan=None, scaling=None)
+        made[kind].save()
+    os.utime(made["full"].build / manifest.MANIFEST, (1, 1))  # the quick build is the newer
+    assert manifest.latest(tmp_path).kind == "quick"
+    os.utime(made["quick"].build / manifest.MANIFEST, (0, 0))
+    assert manifest.latest(tmp_path) == made["full"]
+
+
 # --- the quick report, built with make --------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """``make report QUICK=1`` on a UTF-8 text, everything under a temporary OUT."""
+    """``make report QUICK=1`` on a UTF-8 text, everything under a temporary OUT (with the tweet
+    corpus next door when this checkout has it)."""
     if not MAKE:
         pytest.skip("make is not installed")
     d = tmp_path_factory.mktemp("report")
@@ -224,11 +355,13 @@ def built(tmp_path_factory):
     out = d / "out"
     args = [MAKE, "-s", "-o", ".venv/.installed", "report", "QUICK=1", f"OUT={out}", f"CORPUS={corpus}",
             "ETA=0.05", f"PY={sys.executable}"]
+    if TWEETS.is_file():
+        args.append(f"TWEETS={TWEETS}")
     if not (CHROMIUM and PDFTOTEXT):
         args.append("PDF=0")
     r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"make report failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return {"out": out, "corpus": corpus, "log": r.stdout + r.stderr}
+    return {"out": out, "corpus": corpus, "log": r.stdout + r.stderr, "build": manifest.load(out / "build")}
 
 
 def html_of(out: Path) -> str:
@@ -255,10 +388,18 @@ def without_text_blocks(html: str) -> str:
     return re.sub(r"<pre.*?</pre>", "", html, flags=re.S)
 
 
-def test_html_has_every_section_and_no_code(built):
+def test_the_build_says_each_step_in_a_line(built):
+    steps = [ln for ln in built["log"].splitlines() if re.match(r"report: \[\d/8\]", ln)]
+    assert [int(re.match(r"report: \[(\d)", ln).group(1)) for ln in steps] == list(range(1, 9 if CHROMIUM and PDFTOTEXT else 8))
+    assert "Traceback" not in built["log"] and "IPKernelApp" not in built["log"] and "WARNING" not in built["log"]
+
+
+def test_html_has_every_section_and_no_code_or_authoring_notes(built):
     html = html_of(built["out"])
-    for heading in HEADINGS + BEYOND_HEADINGS:
+    headings = HEADINGS + BEYOND_HEADINGS + (["12. Tweets"] if TWEETS.is_file() else [])
+    for heading in headings:
         assert re.search(r"<h2[^>]*>" + re.escape(heading), html), heading
+    assert len(re.findall(r"<h2", html)) == len(headings)  # no other section
     for heading in SUBHEADINGS:
         assert re.search(r"<h3[^>]*>" + re.escape(heading), html), heading
     assert re.search(r"<h1[^>]*>DD2424 Assignment 4", html) and re.search(r"<h1[^>]*>Beyond the assignment", html)
@@ -266,8 +407,15 @@ def test_html_has_every_section_and_no_code(built):
     prose = without_text_blocks(html)
     for residue in ("In&nbsp;[", "In [", "def ", "import ", "display.", "analysis.", "notebook.", "Traceback",
                     "Error", "Warning", "warning", "%|", "it/s]", "injected-parameters", "run_dir =", "<script",
-                    "stderr", "&lt;IPython", "None"):
+                    "stderr", "&lt;IPython", "premise:", "build_dir"):
         assert residue not in prose, residue
+    assert not re.search(r">\s*None\s*<|= None|\(None|None\)", prose)  # no Python None shown
+    import nbformat
+
+    for name in ("report.ipynb", "beyond.ipynb"):  # no cell for JupyterLab only reaches the report
+        for cell in nbformat.read(ROOT / "notebooks" / name, as_version=4).cells:
+            if {"notes", "remove"} & set(cell.metadata.get("tags", [])) and cell.cell_type == "markdown":
+                assert cell.source.split("\n")[0][:60] not in text_of(html), cell.source[:60]
     assert "quick report" in html[html.index("<main"):html.index("1. Data")]  # on page 1
     assert "<title>DD2424 Assignment 4: report (quick report)</title>" in html
     assert "grüße.txt" in html and "eta = 0.05" in html
@@ -280,73 +428,124 @@ def test_html_figures_samples_and_commands(built):
     assert html.count("data:image/png;base64,") == sum(map(len, FIGURES.values()))
     assert section_html(html, "4. Text progression").count("<pre") == 4  # updates 0, 500, 1000, 1500
     assert section_html(html, "5. Passage").count("<pre") == 1
+    plan = built["build"].plan
     assert section_html(html, "7. Mini-batches").count("<tr>") == 1 + 4  # B = 1, 8, 32, 128
-    for heading in ("8. Held-out", "9. LSTM", "11. Optimizers"):
-        assert text_of(section_html(html, heading)).count("a4lib train --out") == 2 + (heading == "11. Optimizers")
+    for heading, study in (("8. Held-out", "heldout"), ("9. Models", "models"), ("11. Optimizers", "optimizers")):
+        assert text_of(section_html(html, heading)).count("a4lib train --out") == len(plan.runs_of(study))
+    assert text_of(section_html(html, "9. Models")).count("a4lib ngram --corpus") == 1
     assert section_html(html, "10. Sampling").count("<pre") == 6 + 1  # the passages and the commands
     assert "a4lib train --out" in text_of(section_html(html, "6. Reproducibility"))
-    tweets = section_html(html, "12. Tweets")
-    if TWEETS.is_file():  # the default tweet corpus, when this checkout has it next door
+    if TWEETS.is_file():
+        tweets = section_html(html, "12. Tweets")
         assert "condensed_2018.json" in tweets and "before the first update" in tweets
         assert tweets.count("<pre") == 3 + 5 + 1
-    else:
-        assert "make report TWEETS=" in tweets
 
 
-def main_run(out: Path) -> Path:
-    """The run the report shows: the seed with the lowest smooth loss (as the build picks it)."""
-    from a4lib import analysis, rundir
-
-    seeds = json.loads((out / "build" / "seeds.json").read_text())
-    summaries = {s["seed"]: rundir.load_run(s["dir"]).summary for s in seeds}
-    return Path(next(s["dir"] for s in seeds if s["seed"] == analysis.seed_spread(summaries).best_seed))
+def test_commands_run_as_written_from_the_project_folder(built):
+    """Every a4lib command block starts with the line that activates the environment make made,
+    and every path in it is the project's or as the user gave it (no machine path of the project)."""
+    html = html_of(built["out"])
+    blocks = [text_of(b) for b in re.findall(r"<pre.*?</pre>", html, flags=re.S) if "a4lib " in text_of(b)]
+    assert blocks and all(b.lstrip().startswith(". .venv/bin/activate") for b in blocks)
+    assert str(ROOT) not in text_of(html)
 
 
 def test_html_numbers_are_the_runs(built):
     from a4lib import analysis, rundir
 
-    out = built["out"]
+    out, b = built["out"], built["build"]
     html = html_of(out)
-    run = rundir.load_run(main_run(out))
+    run = rundir.load_run(b.main_run())
     loss = analysis.smooth_loss(run)
     assert f"lowest {loss.best:.2f}, final {loss.final:.2f}" in section_html(html, "3. Smooth loss")
-    check = analysis.gradcheck_summary(json.loads((out / "build" / "gradcheck.json").read_text()))
-    assert f"at most {check.worst:.1e}" in section_html(html, "2. Gradient check")
-    plan = json.loads((out / "build" / "beyond.json").read_text())
-    opt = {r["label"]: analysis.heldout_run(rundir.load_run(r["dir"])) for r in plan["optimizers"]["runs"]}
+    check = analysis.gradcheck_summary(json.loads(b.gradcheck.read_text()))
+    assert f"{check.worst:.1e}" in section_html(html, "2. Gradient check")
+    spread = analysis.seed_spread({k: rundir.load_run(d).summary for k, d in b.seeds.items()})
+    seeds = text_of(section_html(html, "3. Smooth loss"))
+    shown = [float(x) for x in (f"{spread.worst:.2f}", f"{spread.best:.2f}")]
+    assert f"{shown[0] - shown[1]:.2f} nats" in seeds  # the spread is the difference of the figures shown
+    opt = {r.label: analysis.heldout_run(rundir.load_run(r.dir)) for r in b.plan.runs_of("optimizers")}
     ranked = analysis.rank({label: r.best for label, r in opt.items()})
-    assert f"<strong>{ranked.winner}</strong> ({ranked.best:.3f} nats" in section_html(html, "11. Optimizers")
+    assert f"<strong>{ranked.winner}</strong> ({ranked.best:.3f}" in section_html(html, "11. Optimizers")
+    ngram = analysis.ngram_orders(json.loads((b.plan.ngram.dir / "summary.json").read_text()))
+    models = text_of(section_html(html, "9. Models"))
+    assert f"{ngram.best:.3f}" in models and all(f"{v:.3f}" in models for v in ngram.losses)
+
+
+def test_premise_notes_and_warnings_agree(built):
+    """A note in the report for each drafted answer whose premise the run contradicts, and the same
+    warning from the build; none for a premise that holds."""
+    import nbformat
+
+    nb = nbformat.read(built["out"] / "build" / "document.ipynb", as_version=4)
+    notes = [o for c in nb.cells for o in c.get("outputs", [])
+             if notebook.PREMISE in o.get("metadata", {}).get("text/markdown", {})]
+    assert all(not o["metadata"]["text/markdown"][notebook.PREMISE]["holds"] for o in notes)
+    warnings = [ln for ln in built["log"].splitlines() if ln.startswith("report: warning: the drafted answer")]
+    assert len(warnings) == len(notes) == text_of(html_of(built["out"])).count("Rewrite the answer below")
+    executed = [nbformat.read(built["out"] / "build" / n, as_version=4) for n in ("report.ipynb", "beyond.ipynb")]
+    checked = [o["metadata"]["text/markdown"][notebook.PREMISE] for e in executed for c in e.cells
+               for o in c.get("outputs", []) if notebook.PREMISE in o.get("metadata", {}).get("text/markdown", {})]
+    assert len(notes) == sum(not p["holds"] for p in checked) and len(checked) >= 8
+
+
+def test_a_rewritten_answer_builds_without_its_note(built):
+    """The executed notebook with the markers taken out, as a student's rewritten answers: no note."""
+    import nbformat
+
+    for name in ("report.ipynb", "beyond.ipynb"):
+        nb = nbformat.read(built["out"] / "build" / name, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = notebook.PREMISE_MARKER.sub("", cell.source)
+        assert notebook.premise_notes(nb) == []
+        assert not any(notebook.PREMISE in o.get("metadata", {}).get("text/markdown", {}) for c in nb.cells
+                       for o in c.get("outputs", []))
 
 
 def test_figures_and_build_files(built):
-    out = built["out"]
+    out, b = built["out"], built["build"]
     for name in sum(FIGURES.values(), []):
         assert (out / "figures" / name).read_bytes()[:4] == b"\x89PNG", name
-    plan = json.loads((out / "build" / "beyond.json").read_text())
-    assert plan["quick"] and plan["sections"] == ["batches", "heldout", "lstm", "sampling", "optimizers", "tweets"]
-    for r in [r for key in ("heldout", "lstm", "optimizers") for r in plan[key]["runs"]]:
-        assert Path(r["dir"]).parent == out / "studies"
-        assert json.loads((Path(r["dir"]) / "config.json").read_text())["val_fraction"] == 0.1
+    assert b.quick and b.plan.sections == ("batches", "heldout", "models", "sampling", "optimizers") + (
+        ("tweets",) if TWEETS.is_file() else ())
+    for r in [r for key in ("heldout", "models", "optimizers") for r in b.plan.runs_of(key)]:
+        assert r.dir.parent == out / "studies"
+        assert json.loads((r.dir / "config.json").read_text())["val_fraction"] == studies.VAL_FRACTION
+    models = [json.loads((r.dir / "config.json").read_text()) for r in b.plan.runs_of("models")]
+    assert [(c["model"], c["layers"]) for c in models] == list(studies.NETWORKS)
+    assert len({c["max_seconds"] for c in models}) == 1  # the same wall-clock budget
+    assert json.loads((b.plan.ngram.dir / "config.json").read_text())["val_fraction"] == studies.VAL_FRACTION
     assert (out / "build" / "beyond.ipynb").is_file() and (out / "build" / "document.ipynb").is_file()
-    seeds = json.loads((out / "build" / "seeds.json").read_text())
-    assert [s["seed"] for s in seeds] == [0, 1] and [Path(s["dir"]) for s in seeds] == [out / "run" / "seed=0",
-                                                                                      out / "run" / "seed=1"]
-    assert [json.loads((Path(s["dir"]) / "config.json").read_text())["eta"] for s in seeds] == [0.05, 0.05]
-    assert json.loads((out / "run" / "seed=0" / "provenance.json").read_text())["made_by"] == "report/build.py"
-    for name in ("gradcheck.json", "bench.json", "report.ipynb"):
-        assert (out / "build" / name).is_file(), name
+    assert sorted(b.seeds) == [0, 1] and [b.seeds[k] for k in (0, 1)] == [out / "run" / "seed=0", out / "run" / "seed=1"]
+    assert [json.loads((b.seeds[k] / "config.json").read_text())["eta"] for k in (0, 1)] == [0.05, 0.05]
+    assert json.loads((b.seeds[0] / "provenance.json").read_text())["made_by"] == "report/build.py"
+    for path in (b.gradcheck, b.bench, b.scaling, out / "build" / "report.ipynb"):
+        assert path.is_file(), path
+
+
+def test_the_report_notebook_opens_the_build_and_says_which(built, tmp_path):
+    """As JupyterLab opens it: papermill with build_dir only; the notes cell says quick or full."""
+    import nbformat
+
+    from a4lib.notebook import execute
+
+    out = execute(ROOT / "notebooks" / "report.ipynb", tmp_path / "r.ipynb", {"build_dir": str(built["out"] / "build")})
+    said = "\n".join(o.get("data", {}).get("text/markdown", "") for c in nbformat.read(out, as_version=4).cells
+                     if "notes" in c.metadata.get("tags", []) for o in c.get("outputs", []))
+    assert "quick build" in said and built["build"].made in said
 
 
 def test_a_second_build_reuses_the_run(built):
     r = subprocess.run([MAKE, "-s", "-o", ".venv/.installed", "report", "QUICK=1", f"OUT={built['out']}",
-                        f"CORPUS={built['corpus']}", "ETA=0.05", "PDF=0", f"PY={sys.executable}"],
+                        f"CORPUS={built['corpus']}", "ETA=0.05", "PDF=0", f"PY={sys.executable}"]
+                       + ([f"TWEETS={TWEETS}"] if TWEETS.is_file() else []),
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    for step in ("[1/7] gradient check: reusing", "[2/7] benchmark: reusing", "[3/7] training: reusing"):
+    for step in ("[1/8] gradient check: reusing", "the benchmark: reusing", "[3/8] training: reusing"):
         assert step in r.stdout, step
-    plan = json.loads((built["out"] / "build" / "beyond.json").read_text())
-    n_runs = sum(len(plan[k]["runs"]) for k in ("heldout", "lstm", "optimizers", "tweets"))
-    assert r.stdout.count("reusing") == 3 + 4 + 1 + n_runs  # + the four benchmarks, the scaling one, every study run
+    plan = built["build"].plan
+    assert r.stdout.count("reusing") == 3 + 1 + 1 + len(plan.runs)  # + the scaling benchmark, the n-gram, every run
     assert "      training " not in r.stdout
 
 
@@ -356,7 +555,7 @@ def built_without(built, tmp_path_factory):
     out = tmp_path_factory.mktemp("report-without") / "out"
     r = subprocess.run([MAKE, "-s", "-o", ".venv/.installed", "report", "QUICK=1", f"OUT={out}",
                         f"CORPUS={built['corpus']}", "ETA=0.05", "PDF=0", "BEYOND_BATCHES=0", "BEYOND_HELDOUT=0",
-                        "BEYOND_LSTM=0", "BEYOND_OPTIMIZERS=off", "TWEETS=none", f"PY={sys.executable}"],
+                        "BEYOND_MODELS=0", "BEYOND_OPTIMIZERS=off", f"PY={sys.executable}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return {"out": out, "log": r.stdout}
@@ -364,19 +563,12 @@ def built_without(built, tmp_path_factory):
 
 def test_switching_sections_off_removes_them_and_numbers_the_rest(built_without):
     html = html_of(built_without["out"])
-    for gone in ("Mini-batches", "Held-out evaluation", "LSTM against", "Optimizers:", "lstm_vs_rnn"):
+    for gone in ("Mini-batches", "Held-out evaluation", "Models:", "Optimizers:", "models.png", "Tweets"):
         assert gone not in html, gone
     assert html.count("data:image/png;base64,") == 2  # the smooth loss and the seeds' curves only
     assert re.search(r"<h2[^>]*>7\. Sampling: temperature and top-p", html)
-    assert re.search(r"<h2[^>]*>8\. Tweets", html)
     assert not (built_without["out"] / "studies").exists()  # nothing trained for the sections left out
-
-
-def test_tweet_section_falls_back_without_a_tweet_corpus(built_without):
-    tweets = section_html(html_of(built_without["out"]), "8. Tweets")
-    assert "No tweet corpus was available" in tweets and "make report TWEETS=path/to/tweets.json" in tweets
-    assert "<pre" not in tweets
-    assert "no tweet corpus" in built_without["log"]
+    assert "left out for want of data: tweets" in built_without["log"]  # a section without data is left out
 
 
 def pdf_pages(path: Path) -> list[str]:
@@ -395,7 +587,7 @@ def test_pdf_has_the_sections_and_every_character(built):
         assert ch in text, f"{ch!r} (U+{ord(ch):04X}) is missing from the PDF"
     for ch in set(TEXT) - set(" \n"):
         assert ch in text, f"{ch!r} is missing from the PDF"
-    assert "Traceback" not in text and "%|" not in text
+    assert "Traceback" not in text and "%|" not in text and "How this notebook works" not in text
 
 
 @need_pdf
@@ -421,7 +613,7 @@ def test_pdf_commands_break_between_arguments_only(built):
 def test_pdf_samples_read_back_as_written(built):
     """Each sample comes out of the PDF as it is in samples.json (line breaks aside)."""
     flat = "".join("".join(pdf_pages(built["out"] / "report.pdf")).split())
-    samples = json.loads((main_run(built["out"]) / "samples.json").read_text(encoding="utf-8"))
+    samples = json.loads((built["build"].main_run() / "samples.json").read_text(encoding="utf-8"))
     for s in samples:
         assert "".join(s["text"].split()) in flat, f"the sample of update {s['update']}"
 
