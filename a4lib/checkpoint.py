@@ -133,12 +133,19 @@ def load_params(run_dir: Path, which: str = "best") -> tuple[dict[str, np.ndarra
     if not path.is_file():
         raise CheckpointError(f"{run_dir}: no {CHECKPOINT} (not a training run directory?)")
     # only what is asked for: the history can be large
+    from .model import make_network
+
     meta, flat = _read(path, lambda z: (json.loads(str(z["meta"])), z["best_w" if which == "best" else "w"]))
     check_meta(meta, path)
-    sizes = [int(np.prod(shape)) for shape in meta["param_shapes"].values()]
-    if flat.ndim != 1 or flat.dtype.kind != "f" or sum(sizes) != flat.size:
-        raise CheckpointError(f"{path}: the parameters ({flat.dtype} {flat.shape}) do not fit their shapes "
-                              f"({sum(sizes)} values)")
+    K = len(meta["corpus"]["chars"])
+    expected = make_network(meta["config"], K, backend="numpy").init_params(np.random.default_rng(0))
+    if meta["param_shapes"] != {k: list(v.shape) for k, v in expected.items()}:
+        raise CheckpointError(f"{path}: its parameter shapes are not those of its network over its vocabulary of {K} "
+                              f"characters")
+    if flat.ndim != 1 or flat.dtype.kind != "f" or flat.size != sum(v.size for v in expected.values()):
+        raise CheckpointError(f"{path}: its {which} parameters ({flat.dtype} {flat.shape}) do not fit their shapes")
+    if not np.isfinite(flat).all():
+        raise CheckpointError(f"{path}: its {which} parameters are not finite")
     like = {k: np.empty(shape, flat.dtype) for k, shape in meta["param_shapes"].items()}
     return {k: v.copy() for k, v in unflatten(flat, like).items()}, meta
 

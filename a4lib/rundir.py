@@ -150,6 +150,8 @@ def clean_temporaries(run_dir: str | Path) -> list[Path]:
 
 #: a run's status as its summary says it
 STATUSES = ("running", "finished", "interrupted", "diverged")
+#: the model of an n-gram run (a4lib.ngram), which no training continues
+NGRAM = "ngram"
 #: summary.json's numbers (None allowed)
 _SUMMARY_NUMBERS = ("epochs", "best_smooth_loss", "best_val_loss", "final_smooth_loss", "final_val_loss",
                     "seconds", "updates_per_s")
@@ -198,6 +200,8 @@ def read_config(run_dir: str | Path) -> dict | None:
         return None
     if not isinstance(config, dict):
         raise RunFileError(f"{path}: a JSON {type(config).__name__}, not the settings of a run")
+    if config.get("model") == NGRAM:  # an n-gram run's settings are a4lib.ngram's
+        return config
     try:
         Config.from_dict(config).validate()
     except (ValueError, TypeError) as err:
@@ -367,7 +371,7 @@ def verdict(run_dir: str | Path, cfg, corpus=None, check_lock: bool = True) -> V
     - extend: it finished, and cfg's budget goes further.
     """
     from .checkpoint import check_meta, load_arrays_of
-    from .config import RESUME_MAY_CHANGE, flag_of
+    from .config import RESUME_MAY_CHANGE, Config, flag_of
 
     run_dir = Path(run_dir)
     sha = getattr(corpus, "sha256", corpus)
@@ -377,10 +381,12 @@ def verdict(run_dir: str | Path, cfg, corpus=None, check_lock: bool = True) -> V
 
     if check_lock and is_locked(run_dir):
         return conflict(f"{run_dir} is in use: another process is training into it", "running")
-    if not (run_dir / CHECKPOINT).is_file():
-        return Verdict("new", f"{run_dir} holds no run to continue")
     try:
         config = read_config(run_dir)
+        if config is not None and config.get("model") == NGRAM:
+            return conflict(f"{run_dir} holds an n-gram run: choose another folder", status(run_dir, check_lock=False))
+        if not (run_dir / CHECKPOINT).is_file():
+            return Verdict("new", f"{run_dir} holds no run to continue")
         if config is None:
             raise RunFileError(f"{run_dir / 'config.json'}: missing beside {CHECKPOINT}")
         said = status(run_dir, check_lock=False)
@@ -388,8 +394,6 @@ def verdict(run_dir: str | Path, cfg, corpus=None, check_lock: bool = True) -> V
         check_meta(meta, run_dir / CHECKPOINT)
     except (OSError, ValueError) as err:  # RunFileError, CheckpointError
         return conflict(str(err).splitlines()[0] if str(err) else f"{run_dir}: {type(err).__name__}", "unreadable")
-    from .config import Config
-
     updates, epoch, seconds = meta["updates"], meta["epoch"], meta["seconds"]
     if config.get("format") != RUN_FORMAT:
         return conflict(f"{run_dir} holds a run in format {config.get('format')}, not this a4lib's {RUN_FORMAT}: "

@@ -649,6 +649,8 @@ class Trainer:
             a = arrays[key]
             if a.shape != like.shape or a.dtype.kind != like.dtype.kind:
                 raise ValueError(f"{key} is {a.dtype} {a.shape}, not {like.dtype} {like.shape}")
+            if not np.isfinite(a).all():
+                raise ValueError(f"{key} is not finite")
             return a
 
         def vector(key: str, kind: str, n: int | None = None) -> list:
@@ -657,6 +659,11 @@ class Trainer:
                 raise ValueError(f"{key} is {a.dtype} {a.shape}, not a vector of {n if n is not None else ''} numbers")
             return a.tolist()
 
+        if meta["corpus"]["chars"] != self.corpus.chars:
+            raise ValueError(f"its vocabulary ({len(meta['corpus']['chars'])} characters) is not its text's "
+                             f"({self.corpus.K})")
+        if meta["param_shapes"] != {k: list(v.shape) for k, v in self.params.items()}:
+            raise ValueError("its parameter shapes are not those of its network")
         self.w[...] = exactly("w", self.w)
         self.best_w[...] = exactly("best_w", self.w)
         self.best_state[...] = exactly("best_state", self.best_state)
