@@ -1,13 +1,16 @@
 """The command line: ``a4lib train | generate | gradcheck | bench | sweep | runs | ngram`` (also ``python -m a4lib``).
 
 Bad input gets one line on stderr and exit code 2; a diverged run or a failed check exits 1; a
-run stopped by Ctrl-C exits 130, by SIGTERM 143 (saved, resumable).
+run stopped by a signal exits 128 + its number (Ctrl-C 130, SIGTERM 143, SIGHUP 129; saved,
+resumable).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -17,15 +20,13 @@ from . import bench
 from . import ngram
 from . import sweep
 from . import checkpoint as ckpt
-from .config import MODEL_NAMES, Config, add_arguments, given
-from .corpus import Corpus, CorpusError, load_corpus
+from . import __version__
+from .config import MAX_SAMPLE_LENGTH, MODEL_NAMES, Config, add_arguments, given, near
+from .corpus import CorpusError, load_corpus
 from .gradcheck import format_table, run_checks
-from .model import make_network, resolve_backend
+from .model import resolve_backend
 from .rundir import latest_run, list_runs
-from .sample import generate
 from .train import TrainingError, train
-
-EXIT_BY_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 class UsageError(Exception):
@@ -42,18 +43,9 @@ class Help(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "(default" in text or action.default in (None, argparse.SUPPRESS, False):
+        if "(default" in text or any(action.default is v for v in (None, argparse.SUPPRESS, False)):
             return text
         return text + " (default: %(default)s)"
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("a4lib")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def positive(kind):
@@ -71,7 +63,7 @@ def positive(kind):
 
 def build_parser() -> Parser:
     p = Parser(prog="a4lib", description="Character-level RNN (DD2424 Assignment 4).", formatter_class=Help)
-    p.add_argument("--version", action="version", version=f"a4lib {_version()}")
+    p.add_argument("--version", action="version", version=f"a4lib {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     t = sub.add_parser("train", help="train a model into a run directory", formatter_class=Help,
@@ -86,10 +78,11 @@ def build_parser() -> Parser:
 
     g = sub.add_parser("generate", help="print text from a trained run", formatter_class=Help)
     g.add_argument("run_dir", nargs="?", help="a run directory (default: the latest run under the project's runs/)")
-    g.add_argument("--length", type=int, default=1000, help="characters to generate")
+    g.add_argument("--length", type=int, default=1000, help=f"characters to generate (at most {MAX_SAMPLE_LENGTH:,})")
     g.add_argument("--temperature", type=float, default=1.0, help="divides the logits (0: always the likeliest)")
     g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: the probability mass drawn from")
-    g.add_argument("--prime", default="", help="priming text (default: the vocabulary's first character)")
+    g.add_argument("--prime", default="", help="priming text, printed before the generated text (default: a line "
+                                               "break, else a space, else the first character; not printed)")
     g.add_argument("--seed", type=int, default=0, help="seeds the sampling")
     g.add_argument("--params", choices=["best", "last"], default="best", help="which parameters of the run")
 
@@ -116,6 +109,7 @@ def build_parser() -> Parser:
 
     ngram.add_arguments(sub.add_parser("ngram", help="the Kneser-Ney character n-gram baseline into a run directory",
                                        formatter_class=Help))
+    p.commands = sub.choices  # the command's parser, for the flags near an unknown one
     return p
 
 
@@ -134,41 +128,63 @@ def cmd_train(a) -> int:
         cfg = own.replace(**settings)
     else:
         cfg = Config(**settings)
-    show = None if a.quiet else (lambda s: print(f"--- update {s['update']}, smooth loss "
-                                                 f"{s['smooth_loss'] if s['smooth_loss'] is None else round(s['smooth_loss'], 3)}\n"
-                                                 f"{s['text']}\n", flush=True))
+    show = None if a.quiet else (lambda s: print(f"{sample_heading(s)}\n{s['text']}\n", flush=True))
     if cfg.backend == "auto" and resolve_backend("auto") == "numpy":
         print("a4lib: numba or SciPy is not installed: the numpy backend trains (slower; pip install 'a4lib[fast]')",
               file=sys.stderr)
     summary = train(cfg, Path(a.out), resume=a.resume, progress=not a.quiet, on_sample=show)
-    print(json.dumps({k: summary[k] for k in ("status", "updates", "epochs", "best_smooth_loss", "best_val_loss",
-                                               "best_update", "seconds", "updates_per_s")}))
+    print(summary_line(summary, a.out))
     if summary["status"] == "interrupted":
         print(f"a4lib: stopped by {summary['signal']} at update {summary['updates']:,}; saved: continue with "
               f"a4lib train --out {a.out} --resume", file=sys.stderr)
-        return EXIT_BY_SIGNAL.get(summary["signal"], 1)
+        return 128 + signal.Signals[summary["signal"]] if summary["signal"] else 1
     return 0
 
 
+def loss_text(x: float | None) -> str:
+    """A loss as every line of the command line shows it: three decimals, or "-" for none."""
+    return "-" if x is None else f"{x:,.3f}"
+
+
+def sample_heading(sample: dict) -> str:
+    """The line above a sample: its update and the smooth loss there."""
+    if sample["smooth_loss"] is None:
+        return f"--- update {sample['update']:,} (before training)"
+    return f"--- update {sample['update']:,}, smooth loss {loss_text(sample['smooth_loss'])}"
+
+
+def summary_line(summary: dict, out) -> str:
+    """The last line ``a4lib train`` prints: where the run stands and its losses (summary.json in
+    ``out`` holds them all)."""
+    line = (f"{summary['status']}: {summary['updates']:,} updates ({summary['epochs']:.2f} epochs) in "
+            f"{summary['seconds']:,.1f} s")
+    if summary.get("updates_per_s"):
+        line += f" ({summary['updates_per_s']:,.0f} updates/s)"
+    line += f"; best smooth loss {loss_text(summary['best_smooth_loss'])}"
+    if summary.get("best_val_loss") is not None:
+        line += f", best held-out loss {loss_text(summary['best_val_loss'])} nats/char"
+    return f"{line} (parameters of update {summary['best_update']:,} kept as the best); {out}/summary.json"
+
+
 def cmd_generate(a) -> int:
-    run_dir = Path(a.run_dir) if a.run_dir is not None else latest_run()
+    from .analysis import passage
+
+    if a.run_dir is None:
+        run_dir = latest_run()
+        print(f"a4lib: generating from {run_dir} (the latest run)", file=sys.stderr)
+    else:
+        run_dir = Path(a.run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: no such run directory")
-    if a.length < 0 or not math.isfinite(a.temperature) or a.temperature < 0 or not 0 < a.top_p <= 1:
-        raise UsageError("need --length >= 0, --temperature >= 0 and 0 < --top-p <= 1")
+    if not 0 <= a.length <= MAX_SAMPLE_LENGTH or not math.isfinite(a.temperature) or a.temperature < 0 or \
+            not 0 < a.top_p <= 1:
+        raise UsageError(f"need 0 <= --length <= {MAX_SAMPLE_LENGTH:,}, --temperature >= 0 and 0 < --top-p <= 1")
     if ngram.is_ngram_run(run_dir):  # the counts are refitted from the run's corpus
         text = ngram.generate_from_run(run_dir, a.length, np.random.default_rng(a.seed), a.temperature, a.top_p, a.prime)
         sys.stdout.write(text + "\n")
         return 0
-    params, meta = ckpt.load_params(run_dir, a.params)
-    if not all(np.isfinite(v).all() for v in params.values()):
-        raise ckpt.CheckpointError(f"{run_dir}: the {a.params} parameters are not finite")
-    corpus = meta["corpus"]
-    vocab = Corpus.from_vocabulary(corpus["chars"], corpus["name"], corpus.get("is_tweets"))
-    model = make_network(meta["config"], vocab.K, backend="numpy")
-    text = generate(model, params, vocab, a.length, np.random.default_rng(a.seed), a.temperature, a.top_p, a.prime,
-                    ckpt.load_state(run_dir, a.params))
-    sys.stdout.write(text + "\n")
+    text = passage(run_dir, a.length, a.seed, a.temperature, a.top_p, a.prime or None, a.params)
+    sys.stdout.write((text.text if a.prime else text.text[len(text.prime):]) + "\n")
     return 0
 
 
@@ -182,10 +198,6 @@ def cmd_gradcheck(a) -> int:
     if a.json:
         ckpt.write_json(a.json, results)
     return 0 if all(r["ok"] for r in results) else 1
-
-
-def _loss(x) -> str:
-    return "—" if x is None else f"{x:.3f}"
 
 
 def cmd_runs(a) -> int:
@@ -202,12 +214,15 @@ def cmd_runs(a) -> int:
         print(f"no runs under {folder}")
         return 0
     header = ("name", "model", "corpus", "updates", "best smooth", "best held-out", "status", "date")
-    table = [header] + [(r["name"], r["model"] or "—", Path(str(r["corpus"] or "default")).name,
-                         "—" if r["updates"] is None else f"{r['updates']:,}", _loss(r["best_smooth_loss"]),
-                         _loss(r["best_val_loss"]), r["status"], r["date"]) for r in rows]
+    table = [header] + [(r["name"], r["model"] or "-", Path(str(r["corpus"] or "default")).name,
+                         "-" if r["updates"] is None else f"{r['updates']:,}", loss_text(r["best_smooth_loss"]),
+                         loss_text(r["best_val_loss"]), r["status"], r["date"]) for r in rows]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for r in rows:
+        if r["problem"]:
+            print(f"a4lib: {r['name']} is unreadable: {r['problem']}", file=sys.stderr)
     return 0
 
 
@@ -215,9 +230,28 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "gradcheck": cmd_gradc
             "runs": cmd_runs, "sweep": sweep.command, "ngram": ngram.command}
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line's namespace; a UsageError (one line) for an argument that is not UTF-8 (a4lib
+    writes its paths into JSON) or not known (with the near flag of the command, as the sweep's
+    --grid and the notebooks' parameters say)."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"{os.fsencode(arg)!r} is not UTF-8: a4lib writes its paths and values into JSON "
+                             f"files; rename it") from None
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flags = [s for a in parser.commands[args.command]._actions for s in a.option_strings]
+        word = next((u.split("=")[0] for u in unknown if u.startswith("-")), unknown[0])
+        raise UsageError(f"unrecognized arguments: {' '.join(unknown)}{near(word, flags)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse(sys.argv[1:] if argv is None else argv)
         return COMMANDS[args.command](args)
     except (UsageError, CorpusError, ValueError, FileNotFoundError) as err:  # ConfigError, RunDirError, ...
         print(f"a4lib: error: {err}", file=sys.stderr)

@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,16 +48,18 @@ def corpus_file(tmp_path):
 
 
 def test_train_prints_one_summary_line_when_quiet(corpus_file, tmp_path, capsys):
-    """train --quiet: exit 0, stdout is one JSON line (status, updates, ...), the run files exist."""
+    """train --quiet: exit 0, stdout is one line holding the summary's figures as they are shown
+    (losses with three decimals, no 14-digit numbers), the run files exist."""
     code = main(["train", "--corpus", str(corpus_file), "--out", str(tmp_path / "r"), *TRAIN, "--quiet"])
     out, err = capsys.readouterr()
     assert code == 0
     lines = out.splitlines()
     assert len(lines) == 1
-    summary = json.loads(lines[0])
+    summary = ckpt.read_json(tmp_path / "r" / "summary.json")
     assert summary["status"] == "finished" and summary["updates"] == 30
-    for key in ("epochs", "best_smooth_loss", "best_update", "seconds", "updates_per_s"):
-        assert key in summary
+    numbers = re.findall(r"\d[\d,]*\.?\d*", lines[0].split(str(tmp_path))[0])
+    assert f"{summary['best_smooth_loss']:.3f}" in numbers and "30" in numbers
+    assert all(len(n.split(".")[-1]) <= 3 for n in numbers if "." in n)
     for name in (ckpt.CHECKPOINT, "config.json", "summary.json", "history.npz", "samples.json"):
         assert (tmp_path / "r" / name).is_file(), name
     assert err == ""
@@ -67,12 +70,14 @@ def test_train_shows_samples(corpus_file, tmp_path, capsys):
     code = main(["train", "--corpus", str(corpus_file), "--out", str(tmp_path / "r"), *TRAIN])
     out, _ = capsys.readouterr()
     assert code == 0
-    for u in (0, 10, 20):
-        assert f"--- update {u}," in out
+    headings = [line for line in out.splitlines() if line.startswith("--- update ")]
     samples = ckpt.read_json(tmp_path / "r" / "samples.json")
+    assert [int(h.split()[2].strip(",")) for h in headings] == [s["update"] for s in samples] == [0, 10, 20, 30]
+    assert "None" not in out
+    for h, s in zip(headings[1:], samples[1:]):  # the smooth loss with three decimals
+        assert h.endswith(f"{s['smooth_loss']:.3f}")
     for s in samples:
         assert s["text"] in out
-    assert json.loads(out.strip().splitlines()[-1])["updates"] == 30
 
 
 def test_train_resume_continues(corpus_file, tmp_path, capsys):
@@ -80,8 +85,6 @@ def test_train_resume_continues(corpus_file, tmp_path, capsys):
     run = tmp_path / "r"
     assert main(["train", "--corpus", str(corpus_file), "--out", str(run), *TRAIN, "--quiet"]) == 0
     assert main(["train", "--out", str(run), "--resume", "--updates", "45", "--quiet"]) == 0
-    out, _ = capsys.readouterr()
-    assert json.loads(out.splitlines()[-1])["updates"] == 45
     assert ckpt.read_json(run / "summary.json")["updates"] == 45
 
 
@@ -113,15 +116,15 @@ def test_resume_after_time_budget_runs_to_the_new_target(corpus_file, tmp_path, 
 
 
 def test_generate_text_of_requested_length(trained, capsys):
-    """generate --length 40: the default prime (the vocabulary's first character) and 40 generated
-    vocabulary characters, then a newline."""
+    """generate --length 40: 40 generated vocabulary characters (the default prime is not
+    printed), then a newline."""
     corpus, run = trained
     assert main(["generate", str(run), "--length", "40", "--seed", "3"]) == 0
     out, err = capsys.readouterr()
     assert out.endswith("\n") and "\n" not in out[:-1]
     text = out[:-1]
-    assert len(text) == 1 + 40
-    assert text[0] == min(TEXT) and set(text) <= set(TEXT)
+    assert len(text) == 40
+    assert set(text) <= set(TEXT)
     assert err == ""
 
 
@@ -273,10 +276,10 @@ def test_python_m_a4lib_train_and_generate(corpus_file, tmp_path):
     text as generate in-process for the same seed."""
     p = run_module("train", "--corpus", corpus_file, "--out", tmp_path / "r", *TRAIN, "--quiet", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout.splitlines()[-1])["updates"] == 30
+    assert len(p.stdout.splitlines()) == 1 and ckpt.read_json(tmp_path / "r" / "summary.json")["updates"] == 30
     g = run_module("generate", tmp_path / "r", "--length", "50", "--seed", "7", cwd=tmp_path)
     assert g.returncode == 0, g.stderr
-    assert len(g.stdout[:-1]) == 51
+    assert len(g.stdout[:-1]) == 50
     assert g.stdout == quiet_main(["generate", tmp_path / "r", "--length", "50", "--seed", "7"])[1]
 
 
@@ -286,3 +289,53 @@ def test_python_m_a4lib_bad_input(tmp_path):
     assert p.returncode == 2
     assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
     assert "missing.txt" in p.stderr
+
+
+# --- issue 18 item 14: what the command line prints ----------------------------------------------
+
+def test_a_resumed_run_does_not_show_its_last_sample_again(corpus_file, tmp_path, capsys):
+    """A run of 30 updates shows its samples of 0, 10, 20 and 30; resumed to 45 it shows those of
+    40 and 45 only (its sample of 30 is drawn again on the record, the same text, not shown)."""
+    run = tmp_path / "r"
+    assert main(["train", "--corpus", str(corpus_file), "--out", str(run), *TRAIN]) == 0
+    first = capsys.readouterr().out
+    assert main(["train", "--out", str(run), "--resume", "--updates", "45"]) == 0
+    second = capsys.readouterr().out
+    heading = re.compile(r"^--- update (\d[\d,]*\d|\d)", re.M)
+    assert [int(u.replace(",", "")) for u in heading.findall(first)] == [0, 10, 20, 30]
+    assert [int(u.replace(",", "")) for u in heading.findall(second)] == [40, 45]
+    assert [s["update"] for s in ckpt.read_json(run / "samples.json")] == [0, 10, 20, 30, 40, 45]
+
+
+def test_help_shows_every_default_even_zero():
+    """`generate --help` states --seed's default 0 (a 0 was taken for "no default")."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    help_text = " ".join(out.getvalue().split())
+    assert re.search(r"--seed SEED seeds the sampling \(default: 0\)", help_text)
+
+
+@pytest.mark.parametrize("argv, near", [
+    (["train", "--out", "r", "--etta", "0.1"], "--eta"),
+    (["generate", "--lenght", "5"], "--length"),
+    (["sweep", "--out", "s", "--grid", "seed=0", "--sed-length", "5"], "--seq-length"),
+])
+def test_a_misspelt_flag_names_the_near_one(argv, near, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"'{near}'" in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
+
+
+def test_the_package_says_its_version():
+    from importlib.metadata import version
+
+    import a4lib
+
+    assert a4lib.__version__ == version("a4lib")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["--version"])
+    assert out.getvalue().split() == ["a4lib", a4lib.__version__]

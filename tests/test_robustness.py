@@ -521,10 +521,12 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_generate_without_a_run_directory_uses_the_latest_run(project, monkeypatch):
+    """... and says which run it picked (issue 18 item 14), in one line on stderr."""
     monkeypatch.setattr("a4lib.rundir.project_root", lambda: project)
     code, out, err = run_main("generate", "--length", 200)
     assert code == 0, err
-    assert set(out.strip()) <= set("wxyz") and out.strip()
+    assert set(out.strip()) <= set("wxyz") and len(out.strip()) == 200
+    assert str(project / "runs" / "beta") in assert_one_line(err)
 
 
 def test_runs_lists_each_run(project):
