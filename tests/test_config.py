@@ -15,7 +15,9 @@ from a4lib.config import FIELDS, Config, ConfigError, add_arguments, check_value
 def random_config(rng: np.random.Generator) -> Config:
     """A valid Config with a random subset of settings changed from their defaults."""
     choices = {
-        "corpus": ["a.txt", "dir with space/b.txt", "builtin:python-docs"], "model": ["lstm"], "m": [5, 250],
+        "corpus": ["a.txt", "dir with space/b.txt", "builtin:python-docs"], "model": ["lstm", "gru"], "m": [5, 250],
+        "layers": [2, 16], "dropout": [0.25, 0.5], "init": ["uniform"], "init_range": [0.1, 1e-3],
+        "lr_decay": [0.97, 0.5], "lr_decay_after": [1, 30],
         "eta": [0.05, 1e-3, 0.30000000000000004], "seq_length": [1, 50], "sig": [0.1, 1e-5],
         "optimizer": ["rmsprop", "adam"], "clip": [0.0, 1.5], "n_epochs": [1, 7], "n_updates": [0, 123_456],
         "max_seconds": [0.5, 90.0], "seed": [1, 2**31], "sample_every": [0, 7], "sample_length": [0, 1000],
