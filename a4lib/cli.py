@@ -133,12 +133,25 @@ def cmd_train(a) -> int:
         print("a4lib: numba or SciPy is not installed: the numpy backend trains (slower; pip install 'a4lib[fast]')",
               file=sys.stderr)
     summary = train(cfg, Path(a.out), resume=a.resume, progress=not a.quiet, on_sample=show)
-    print(summary_line(summary, a.out))
+    try:
+        print(summary_line(summary, a.out))
+        if summary["status"] == "interrupted":
+            print(f"a4lib: stopped by {summary['signal']} at update {summary['updates']:,}; saved: continue with "
+                  f"a4lib train --out {a.out} --resume", file=sys.stderr)
+    except OSError:  # the terminal or pipe is gone (a hang-up): the run is saved; nothing more is said
+        silence()
     if summary["status"] == "interrupted":
-        print(f"a4lib: stopped by {summary['signal']} at update {summary['updates']:,}; saved: continue with "
-              f"a4lib train --out {a.out} --resume", file=sys.stderr)
         return 128 + signal.Signals[summary["signal"]] if summary["signal"] else 1
     return 0
+
+
+def silence() -> None:
+    """Send stdout and stderr to the null device: what is still buffered for a terminal that is gone
+    is dropped there instead of failing at exit."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def loss_text(x: float | None) -> str:

@@ -207,6 +207,15 @@ def check_memory(cfg: Config, K: int) -> None:
 
 # --- the trainer -----------------------------------------------------------------------------
 
+def _tell(call, *args) -> None:
+    """Output (a sample, a held-out loss, the progress bar) to a terminal or pipe that may be gone (a
+    hang-up, a closed pipe): the run goes on and saves all the same."""
+    try:
+        call(*args)
+    except OSError:
+        pass
+
+
 class _Interrupt:
     """Turns Ctrl-C (SIGINT), SIGTERM and SIGHUP (a closed terminal or ssh session) into a flag the
     loop checks between updates and that sampling and held-out evaluation check as they go; a
@@ -408,7 +417,7 @@ class Trainer:
             return None
         self.val_hist.append((self.updates, val))
         if on_validate:
-            on_validate(self.updates, val)
+            _tell(on_validate, self.updates, val)
         if val < self.best_loss:
             self._record_best(val)
         return val
@@ -420,7 +429,7 @@ class Trainer:
 
     def _show(self, sample: dict, on_sample) -> None:
         if on_sample and sample["update"] != self._shown_sample:
-            on_sample(sample)
+            _tell(on_sample, sample)
 
     def _end(self, on_sample, on_validate) -> None:
         """Off the record, where the run ends (a resumed or extended run drops them, see resume):
@@ -438,7 +447,7 @@ class Trainer:
             if val is not None:
                 self.val_hist.append((self.updates, val))
                 if on_validate:
-                    on_validate(self.updates, val)
+                    _tell(on_validate, self.updates, val)
                 if self.best_loss == math.inf:
                     self._record_best(val)
 
@@ -503,10 +512,10 @@ class Trainer:
                         spent = time.perf_counter() - spent
                         # a long history makes each save slower: keep saving under ~10 % of the time
                         next_save = self.seconds + 9 * spent
-                    bar.update(1)
+                    _tell(bar.update, 1)
                     if self.updates % 200 == 0:
-                        bar.set_postfix(smooth_loss=f"{self.smooth_loss:.3f}", refresh=False)
-                bar.close()
+                        _tell(bar.set_postfix, {"smooth_loss": f"{self.smooth_loss:.3f}"}, False)
+                _tell(bar.close)
                 if not interrupt.requested:
                     self._end(on_sample, on_validate)
                 status = "interrupted" if interrupt.requested else "finished"
@@ -519,7 +528,7 @@ class Trainer:
 
     def _diverged(self, message: str, seconds: float, bar) -> None:
         """Keep the best parameters (and their state) as the last, save, say "diverged", raise."""
-        bar.close()
+        _tell(bar.close)
         self.seconds = seconds
         self.diverged = True
         np.copyto(self.w, self.best_w)

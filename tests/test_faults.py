@@ -540,3 +540,26 @@ def test_a_path_that_is_not_utf8_is_one_line(text, tmp_path):
     assert code == 2
     one_line(err)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sighup_after_the_terminal_is_gone_still_saves_the_run(text, tmp_path):
+    """Item 3 as a closed ssh session makes it: the output's reader is gone (writes fail) and
+    SIGHUP arrives; samples and the progress bar fail to print, the run saves all the same and
+    exits 129."""
+    out = tmp_path / "run"
+    proc = start("train", "--corpus", text, "--out", out, "--m", "8", "--backend", "numpy", "--updates", 10_000_000,
+                 "--checkpoint-every", 100, "--sample-every", 50, "--sample-length", 20)
+    try:
+        wait_until(lambda: meta_of(out).get("updates", 0) >= 100, proc)
+        proc.stdout.close()
+        proc.stderr.close()
+        wait_until(lambda: meta_of(out).get("updates", 0) >= 300, proc)  # samples printed into the void meanwhile
+        proc.send_signal(signal.SIGHUP)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGHUP
+    summary = ckpt.read_json(out / "summary.json")
+    assert (summary["status"], summary["signal"]) == ("interrupted", "SIGHUP")
+    assert summary["updates"] == meta_of(out)["updates"] >= 300
