@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 from a4lib import ngram
-from a4lib.checkpoint import CHECKPOINT, read_json
+from a4lib.checkpoint import read_json
 from a4lib.config import Config
 from a4lib.corpus import load_corpus
-from a4lib.rundir import project_path, status
+from a4lib.rundir import RunDirError, project_path, verdict
 from a4lib.train import train
 
 #: the headline configuration (see the README's sweep); the corpus and the budget come from the call
@@ -40,12 +40,10 @@ def best(corpus: str | None, out: Path, max_seconds: float) -> dict:
     text = load_corpus(corpus)
     spec = None if corpus is None else str(Path(corpus).resolve())
     cfg = HEADLINE.replace(corpus=spec, max_seconds=max_seconds)
-    if not (out / CHECKPOINT).exists():
-        summary = train(cfg, out)
-    elif status(out) != "finished":
-        summary = train(cfg, out, resume=True)
-    else:
-        summary = read_json(out / "summary.json")
+    said = verdict(out, cfg, text)  # new, resume or extend: trained; done: kept as it is (train says so)
+    if said.kind == "conflict":
+        raise RunDirError(said.reason)
+    summary = train(cfg, out, resume=said.kind != "new")
     grams = ngram_dir(out)
     if (grams / "summary.json").exists():
         counts = read_json(grams / "summary.json")
