@@ -18,10 +18,15 @@ import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .checkpoint import CHECKPOINT, RunFileError, read_json, write_json
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .corpus import Corpus
 
 PROVENANCE = "provenance.json"
 LOCK = ".lock"
@@ -355,7 +360,7 @@ class Verdict:
         return self.kind in ("new", "resume", "extend")
 
 
-def verdict(run_dir: str | Path, cfg, corpus=None, check_lock: bool = True) -> Verdict:
+def verdict(run_dir: str | Path, cfg: Config, corpus: Corpus | str | None = None, check_lock: bool = True) -> Verdict:
     """The one rule deciding what becomes of ``run_dir`` when asked to train ``cfg`` (a Config, its
     budget included) on ``corpus`` (a Corpus, its sha256, or None: not compared here); train,
     sweep, the command line and the report build act on it:

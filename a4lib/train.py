@@ -28,7 +28,7 @@ from .corpus import BUILTIN, Corpus, CorpusError, load_corpus
 from .config import Config, ConfigError
 from .model import make_network
 from .optim import flatten, make_optimizer
-from .rundir import RUN_FORMAT
+from .rundir import RUN_FORMAT, Verdict
 from .sample import generate, synthesize
 
 #: a run has diverged when its smooth loss passes this multiple of its first value (as char-rnn)
@@ -253,6 +253,8 @@ class Trainer:
 
     _interrupt: _Interrupt | None = None  # while run() runs: the stop requests
     _shown_sample: int | None = None  # a resumed run: the update of the sample its last part showed
+    _smooth: float  # the smooth loss of the update being made (``_measured``)
+    verdict: Verdict | None = None  # a resumed run: what rundir.verdict said of it
 
     def __init__(self, cfg: Config, out: Path, corpus: Corpus | None = None) -> None:
         cfg.validate()
