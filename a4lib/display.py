@@ -206,13 +206,16 @@ def activation() -> str | None:
 
 
 def commands(lines: Iterable[Sequence | str]) -> Markdown:
-    """Command lines (each a list of words, or a string split as the shell would) in one shell
-    block, a blank line between them; those of a4lib after the line that activates its environment
-    (``activation``), so that the block runs as written in the project folder."""
+    """Command lines (each a list of words, or a string split as the shell would), one shell block
+    each (so that a page breaks between commands, never inside one); when a4lib's commands are
+    among them, the first block begins with the line that activates its environment
+    (``activation``), so that they run as written, in order, in the project folder."""
     words = [shlex.split(c) if isinstance(c, str) else [str(w) for w in c] for c in lines]
     first = activation() if any(w and w[0] in ("a4lib", "papermill") for w in words) else None
-    text = "\n\n".join(command_text(w) for w in words)
-    return Markdown(block(f"{first}\n{text}" if first else text, "bash"))
+    texts = [command_text(w) for w in words]
+    if first and texts:
+        texts[0] = f"{first}\n{texts[0]}"
+    return Markdown("\n\n".join(block(t, "bash") for t in texts))
 
 
 # --- the drafted answers' premises --------------------------------------------------------------

@@ -204,11 +204,14 @@ def heldout_vs_seconds(histories: Mapping[str, Mapping], *, baseline: tuple[str,
         ax.plot(val.seconds, val.loss, marker="o", markersize=3.5, linewidth=1.2, label=str(label))
     if baseline is not None:
         ax.axhline(baseline[1], color="0.2", linestyle=":", linewidth=1.4, label=baseline[0])
+    legend_outside = len(histories) + (baseline is not None) > 3  # many curves: the legend beside them, over none
     ax.set_xlabel("training seconds (held-out evaluations included)")
     ax.set_ylabel("held-out loss per character (nats)")
     ax.set_xlim(left=0)
     ax.grid(True, alpha=0.3)
-    if histories:
+    if histories and legend_outside:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8.5)
+    elif histories:
         ax.legend()
     if title:
         ax.set_title(title)

@@ -409,60 +409,56 @@ def benchmark(s: Settings, inp: Inputs) -> Path:
 
 # --- steps 3-4: training -------------------------------------------------------------------------
 
-def reusable(run: Path, cfg: Config, sha256: str) -> bool:
-    """A finished run in the current run format, trained with ``cfg`` on the corpus ``sha256``."""
-    return same_run(run, cfg, sha256) and status(run) == "finished" and (run / "samples.json").is_file()
+MADE_BY = "report/build.py"  # provenance.json of the runs this build made
 
 
-def same_run(run: Path, cfg: Config, sha256: str) -> bool:
-    """A run in the current run format with the settings ``cfg`` on the corpus ``sha256`` (finished
-    or not: an interrupted one is resumed)."""
+def made_here(run: Path) -> bool:
     from a4lib.rundir import read_json_or
-    from a4lib.train import RUN_FORMAT
 
     try:
-        config = read_json_or(run / "config.json", {}) or {}
-        same = not Config.from_dict(config).differences(cfg, ignore=("corpus",))
-    except (OSError, ValueError, TypeError):
+        return (read_json_or(run / "provenance.json", {}) or {}).get("made_by") == MADE_BY
+    except (OSError, ValueError):
         return False
-    return (same and config.get("format") == RUN_FORMAT and config.get("corpus_sha256") == sha256
-            and (run / "checkpoint.npz").is_file())
 
 
-def status(run: Path) -> str:
-    from a4lib.rundir import status as run_status
-
-    return run_status(run)
+def action(v, made_by_build: bool, force: bool) -> str:
+    """What the build does with a run directory, given its ``a4lib.rundir.verdict``: "reuse" (done),
+    "train" (new, resume, extend), "renew" (start it again: FORCE, or a conflict of settings, text or
+    format in a run this build made); a BuildError with the verdict's reason for a run in use, a
+    diverged run, or a conflicting run the build did not make."""
+    if v.status == "running":
+        raise BuildError(v.reason)
+    if force or v.kind == "conflict" and made_by_build:
+        return "renew"
+    if v.kind == "conflict" or v.status == "diverged":
+        raise BuildError(v.reason + ("" if made_by_build else "; choose another RUN= or OUT="))
+    return "reuse" if v.kind == "done" else "train"
 
 
 def clear_run_dir(run: Path) -> None:
     """Remove a run directory this build made; a BuildError for one it did not make."""
     if not run.exists():
         return
-    prov = run / "provenance.json"
-    made_here = prov.is_file() and json.loads(prov.read_text()).get("made_by") == "report/build.py"
-    if not made_here and any(run.iterdir()):
+    if not made_here(run) and any(run.iterdir()):
         raise BuildError(f"{rel(run)} holds a run the report build did not make: remove it or choose another "
                          f"RUN= or OUT=")
     shutil.rmtree(run)
 
 
 def prepare(s: Settings, runs: Mapping[Path, Config], sha256: Mapping[str, str]) -> dict[Path, Config]:
-    """The runs to train (new, or interrupted ones to resume); a stale run this build made (other
-    settings, text or run format) is removed first, a reusable one left out."""
-    from a4lib.rundir import is_locked, write_provenance
+    """The runs to train, as each one's verdict says (``action``): a run to renew is removed first,
+    a done one left out."""
+    from a4lib.rundir import verdict, write_provenance
 
     todo = {}
     for run, cfg in runs.items():
-        if is_locked(run):
-            raise BuildError(f"{rel(run)} is in use: another process is training into it")
-        sha = sha256[cfg.corpus]
-        if not s.force and reusable(run, cfg, sha):
+        what = action(verdict(run, cfg, sha256[cfg.corpus]), made_here(run), s.force)
+        if what == "reuse":
             continue
-        if s.force or not same_run(run, cfg, sha) or status(run) == "diverged":
+        if what == "renew":
             clear_run_dir(run)
         run.mkdir(parents=True, exist_ok=True)
-        write_provenance(run, {"made_by": "report/build.py", "command": s.command})
+        write_provenance(run, {"made_by": MADE_BY, "command": s.command})
         todo[run] = cfg
     return todo
 
@@ -516,12 +512,12 @@ def count_ngram(s: Settings, ngram: studies.NGramRun, sha256: str) -> None:
     config = read_json_or(ngram.dir / "config.json", {}) or {}
     same = (config.get("corpus_sha256"), config.get("ngram_order"), config.get("val_fraction"),
             config.get("format")) == (sha256, ngram.order, ngram.val_fraction, RUN_FORMAT)
-    if same and not s.force and status(ngram.dir) == "finished":
+    if same and not s.force and (read_json_or(ngram.dir / "summary.json", {}) or {}).get("status") == "finished":
         say(f"      {ngram.dir.name}: reusing {rel(ngram.dir)}")
         return
     clear_run_dir(ngram.dir)
     ngram.dir.mkdir(parents=True)
-    write_provenance(ngram.dir, {"made_by": "report/build.py", "command": s.command})
+    write_provenance(ngram.dir, {"made_by": MADE_BY, "command": s.command})
     say(f"      counting the n-gram (orders 1 to {ngram.order}) into {rel(ngram.dir)}")
     r = a4lib(*ngram.argv())
     if r.returncode != 0:

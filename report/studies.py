@@ -29,9 +29,11 @@ SECTIONS = {
 VAL_FRACTION = 0.1  # the held-out share of every study but the tweets
 #: the handout's RNN
 RNN = Config(model="rnn", m=100, eta=0.1, optimizer="adagrad", seq_length=25, batch_size=1)
-#: the model study: every network has these settings (settings that train an LSTM well per second) and
-#: one of these cells and layer counts; the n-gram counts up to this order
-NETWORK = Config(m=128, eta=0.003, optimizer="adam", seq_length=50, batch_size=16)
+#: the model study: every network has these settings (settings that train an LSTM well per second, and
+#: char-rnn's uniform initialisation: from the handout's N(0, 0.01^2) a 2-layer RNN stays at the unigram
+#: loss, 3.36 nats on tinyshakespeare after 20 s, against 1.81 from U(-0.08, 0.08)) and one of these
+#: cells and layer counts; the n-gram counts up to this order
+NETWORK = Config(m=128, eta=0.003, optimizer="adam", seq_length=50, batch_size=16, init="uniform")
 NETWORKS = (("rnn", 1), ("rnn", 2), ("gru", 1), ("gru", 2), ("lstm", 1), ("lstm", 2))
 CELL_LABELS = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
 NGRAM_ORDER = 8

@@ -107,21 +107,26 @@ def test_bad_tweet_corpus_is_one_line(tmp_path):
         assert len(errors) == 1 and said in errors[0] and "TWEETS" in errors[0] and str(tweets) in errors[0]
 
 
-def test_runs_are_reused_only_with_the_same_config_corpus_and_format(tmp_path):
-    from a4lib.train import RUN_FORMAT
+@pytest.mark.parametrize("kind,status,made_here,force,expected", [
+    ("done", "finished", True, False, "reuse"),
+    ("new", "new", True, False, "train"),
+    ("resume", "interrupted", True, False, "train"),
+    ("extend", "finished", True, False, "train"),  # make report N_EPOCHS=6 extends, as a4lib sweep would
+    ("conflict", "finished", True, False, "renew"),  # other settings in a run the build made: trained anew
+    ("done", "finished", True, True, "renew"),  # FORCE=1
+    ("conflict", "finished", False, False, None),  # not the build's: left alone
+    ("done", "diverged", True, False, None),
+    ("conflict", "running", True, True, None),  # in use
+])
+def test_the_build_acts_on_the_run_verdict(kind, status, made_here, force, expected):
+    from a4lib.rundir import Verdict
 
-    run = tmp_path / "run"
-    run.mkdir()
-    for name in ("checkpoint.npz", "samples.json"):
-        (run / name).write_text("x")
-    cfg = Config(corpus="c.txt", m=8, n_updates=100)
-    config = {**cfg.to_dict(), "corpus": "elsewhere/c.txt", "corpus_sha256": "abc", "format": RUN_FORMAT}
-    (run / "summary.json").write_text(json.dumps({"status": "finished", "format": RUN_FORMAT}))
-    (run / "config.json").write_text(json.dumps(config))
-    assert build.reusable(run, cfg, "abc")
-    assert not build.reusable(run, cfg, "abd") and not build.reusable(run, cfg.replace(m=9), "abc")
-    (run / "config.json").write_text(json.dumps({**config, "format": RUN_FORMAT - 1}))
-    assert not build.reusable(run, cfg, "abc")
+    v = Verdict(kind, f"runs/x: {kind} ({status})", status)
+    if expected is None:
+        with pytest.raises(build.BuildError, match="runs/x"):
+            build.action(v, made_here, force)
+    else:
+        assert build.action(v, made_here, force) == expected
 
 
 def test_select_sections_keeps_their_cells_and_numbers_them_on(tmp_path):

@@ -1,9 +1,11 @@
 """The set-up files agree: environment.yml (conda) holds the packages of pyproject.toml (the
-package and its dev extra), the CI script runs the README's test command."""
+package and its dev extra), the CI script runs the README's test command, and what the README's
+examples write is ignored by git."""
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -111,6 +113,52 @@ def test_ci_runs_the_test_command():
 
 def test_makefile_targets():
     text = (ROOT / "Makefile").read_text()
-    for target in ("venv", "test", "bench", "report", "lab", "clean"):
+    for target in ("venv", "test", "bench", "report", "lab", "clean", "clean-runs", "clean-report"):
         assert re.search(rf"^{target}:", text, re.M), target
-    assert "CHROMIUM ?=" in text
+
+
+def readme_writes() -> list[Path]:
+    """Every file or folder the README's shell examples write: papermill's output notebook, a
+    notebook's ``-p run_dir``, ``--out`` of a4lib's commands (each resolved from where its line runs)."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    written = []
+    for block in re.findall(r"```sh\n(.*?)```", readme, re.S):
+        for line in block.splitlines():
+            sub = re.match(r"\(cd (\S+) && (.*)\)\s*(#.*)?$", line.strip())
+            cwd, command = (ROOT / sub.group(1), sub.group(2)) if sub else (ROOT, line)
+            try:
+                words = shlex.split(command, comments=True)
+            except ValueError:
+                continue
+            runner = words[:3] == ["python", "-m", "a4lib.notebook"] or (words and words[0].endswith("papermill"))
+            rest = words[3:] if words[:1] == ["python"] else words[1:]
+            if runner:
+                positional, k = [], 0
+                while k < len(rest):
+                    if rest[k] in ("-p", "--parameter"):
+                        if rest[k + 1] == "run_dir":
+                            written.append(cwd / rest[k + 2])
+                        k += 3
+                    else:
+                        positional.append(rest[k])
+                        k += 1
+                written.append(cwd / positional[1])
+            elif "--out" in words and any(w in ("a4lib", "ngram", "train", "sweep") for w in words[:3]):
+                written.append(cwd / words[words.index("--out") + 1])
+    return written
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists() or shutil.which("git") is None, reason="not a git checkout")
+def test_what_the_readme_examples_write_is_ignored_by_git():
+    """git status stays clean after the README's examples (issue 18 item 4)."""
+    import subprocess
+
+    written = readme_writes()
+    assert len(written) >= 4  # the notebooks' examples and the command line's
+    for path in written:
+        rel = os.path.relpath(path.resolve(), ROOT)
+        assert not rel.startswith(".."), path
+        r = subprocess.run(["git", "check-ignore", "-q", "--no-index", rel], cwd=ROOT)
+        assert r.returncode == 0, f"{rel} (written by a README example) is not ignored by git"

@@ -97,8 +97,9 @@ def test_commands_wrap_between_arguments_and_parse_back():
     assert all(ln.endswith(" \\") for ln in lines[:-1]) and all(ln.startswith("    --") for ln in lines[1:])
     said = subprocess.run(["bash", "-c", 'printf "%s\\0" ' + text.replace("\\\n", " ")], capture_output=True, text=True)
     assert said.stdout.split("\0")[:-1] == ["a4lib", "train", "--out", "runs/x", *words[4:]]  # as the shell reads it
-    block = display.commands(["make report QUICK=1", words]).data
-    assert block.startswith("```bash\n") and "\nmake report QUICK=1\n\na4lib train" in block
+    blocks = display.commands(["make report QUICK=1", words]).data.split("\n\n")
+    assert len(blocks) == 2 and all(b.startswith("```bash\n") and b.endswith("\n```") for b in blocks)
+    assert "make report QUICK=1\n```" in blocks[0] and blocks[1].startswith("```bash\na4lib train")
 
 
 def test_paths_are_shown_relative_to_the_project():
@@ -433,7 +434,7 @@ def test_html_figures_samples_and_commands(built):
     for heading, study in (("8. Held-out", "heldout"), ("9. Models", "models"), ("11. Optimizers", "optimizers")):
         assert text_of(section_html(html, heading)).count("a4lib train --out") == len(plan.runs_of(study))
     assert text_of(section_html(html, "9. Models")).count("a4lib ngram --corpus") == 1
-    assert section_html(html, "10. Sampling").count("<pre") == 6 + 1  # the passages and the commands
+    assert section_html(html, "10. Sampling").count("<pre") == 6 + 6  # the passages and their commands
     assert "a4lib train --out" in text_of(section_html(html, "6. Reproducibility"))
     if TWEETS.is_file():
         tweets = section_html(html, "12. Tweets")
@@ -442,11 +443,14 @@ def test_html_figures_samples_and_commands(built):
 
 
 def test_commands_run_as_written_from_the_project_folder(built):
-    """Every a4lib command block starts with the line that activates the environment make made,
-    and every path in it is the project's or as the user gave it (no machine path of the project)."""
+    """The commands of every a4lib command cell start with the line that activates the environment
+    make made, and every path in them is the project's or as the user gave it (no machine path of
+    the project)."""
     html = html_of(built["out"])
-    blocks = [text_of(b) for b in re.findall(r"<pre.*?</pre>", html, flags=re.S) if "a4lib " in text_of(b)]
-    assert blocks and all(b.lstrip().startswith(". .venv/bin/activate") for b in blocks)
+    cells = html.split('celltag_commands')[1:]
+    firsts = [text_of(re.search(r"<pre.*?</pre>", c, flags=re.S).group(0)) for c in cells if "<pre" in c[:3000]]
+    firsts = [f for f in firsts if "a4lib " in f]
+    assert len(firsts) >= 6 and all(f.lstrip().startswith(". .venv/bin/activate") for f in firsts)
     assert str(ROOT) not in text_of(html)
 
 
