@@ -24,9 +24,9 @@ from a4lib.rundir import RunDirError, project_path, verdict
 from a4lib.train import train
 
 #: the headline configuration (see the README's sweep); the corpus and the budget come from the call
-HEADLINE = Config(model="gru", layers=1, m=256, dropout=0.0, batch_size=32, seq_length=50, optimizer="adam",
-                  eta=0.002, dtype="float32", val_fraction=0.1, val_every=200, n_epochs=1000, sample_every=0,
-                  max_seconds=900.0)
+HEADLINE = Config(model="gru", layers=2, m=256, dropout=0.1, lr_decay=0.95, lr_decay_after=5, batch_size=32,
+                  seq_length=50, optimizer="adam", eta=0.002, dtype="float32", val_fraction=0.1, val_every=200,
+                  n_epochs=1000, sample_every=0, max_seconds=900.0)
 NGRAM_ORDER = 8
 
 
