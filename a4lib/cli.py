@@ -23,6 +23,7 @@ from . import checkpoint as ckpt
 from . import __version__
 from .config import MAX_SAMPLE_LENGTH, MODEL_NAMES, Config, add_arguments, given, near
 from .corpus import CorpusError, load_corpus
+from .gradcheck import MS as GRADCHECK_MS
 from .gradcheck import format_table, run_checks
 from .model import resolve_backend
 from .rundir import latest_run, list_runs
@@ -90,7 +91,8 @@ def build_parser() -> Parser:
     c.add_argument("--corpus", help="the text the characters come from (default: as for train)")
     c.add_argument("--model", default="rnn", choices=MODEL_NAMES, help="the recurrence")
     c.add_argument("--layers", type=positive(int), default=1, help="stacked layers")
-    c.add_argument("--m", type=positive(int), action="append", help="hidden units (repeatable; default 5 and 100)")
+    c.add_argument("--m", type=positive(int), action="append",
+                   help=f"hidden units (repeatable; default {' and '.join(map(str, GRADCHECK_MS))})")
     c.add_argument("--seq-length", type=positive(int), default=25, help="characters in the checked sequence")
     c.add_argument("--sig", type=positive(float), help="std of the initial weights (default 0.01 for m <= 10, else 0.1)")
     c.add_argument("--h", type=positive(float), default=1e-4, help="finite-difference step")
@@ -203,7 +205,7 @@ def cmd_generate(a) -> int:
 
 def cmd_gradcheck(a) -> int:
     corpus = load_corpus(a.corpus, a.seq_length)
-    results = run_checks(corpus, a.m or [5, 100], a.seq_length, a.model, a.h, a.tol, a.sig, layers=a.layers)
+    results = run_checks(corpus, a.m or GRADCHECK_MS, a.seq_length, a.model, a.h, a.tol, a.sig, layers=a.layers)
     for r in results:
         title = (f"{r['model']} layers={r['layers']} m={r['m']} sig={r['sig']} seq_length={r['seq_length']} K={r['K']} h={r['h']} "
                  f"({r['seconds']} s): {'ok' if r['ok'] else 'FAILED'} (tolerance {r['tol']:.0e}, floor {r['floor']:.1e})")

@@ -46,6 +46,7 @@ from typing import Any
 from a4lib import config as config_module
 from a4lib.config import Config
 from a4lib.corpus import Corpus
+from a4lib.gradcheck import MS as GRADCHECK_MS
 from a4lib.train import updates_per_epoch
 
 from . import manifest as manifest_module
@@ -65,7 +66,7 @@ MAIN_EPOCHS = 5
 #: the main run's seeds: a multiple of the two cores (a fifth seed would train alone in a third round)
 N_SEEDS, QUICK_SEEDS = 4, 2
 QUICK_UPDATES, QUICK_SAMPLE_EVERY = 1500, 500
-GRADCHECK_M, QUICK_GRADCHECK_M = (5, 100), (5,)
+QUICK_GRADCHECK_M = (5,)  # the full build checks a4lib.gradcheck.MS
 QUICK_BENCH = ("--updates", "300", "--reference-updates", "60")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL_CHROMIUM = "install Chromium (apt-get install chromium) or set CHROMIUM=/path/to/chromium"
@@ -191,7 +192,7 @@ def parser() -> Parser:
                                        "the run folders must be on a filesystem its workers share)")
     p.add_argument("--passage-length", type=int, default=1000)
     p.add_argument("--gradcheck-m", type=int, action="append",
-                   help=f"m to check (repeatable; default {' and '.join(map(str, GRADCHECK_M))}, quick "
+                   help=f"m to check (repeatable; default {' and '.join(map(str, GRADCHECK_MS))}, quick "
                         f"{' and '.join(map(str, QUICK_GRADCHECK_M))})")
     p.add_argument("--out", type=Path, help="put everything (HTML, PDF, figures, build files, runs) under this folder")
     p.add_argument("--run", type=Path, help="the folder of the main run's seeds (default runs/report, quick "
@@ -236,7 +237,7 @@ def settings(argv: list[str] | None = None, env: Mapping[str, str] | None = None
     sections = tuple(k for k in studies.SECTIONS if a.beyond and getattr(a, f"beyond_{k}"))
     return Settings(quick=a.quick, corpus=a.corpus, overrides=overrides, n_seeds=n_seeds, scheduler=a.scheduler,
                     passage_length=a.passage_length,
-                    gradcheck_m=tuple(a.gradcheck_m or (QUICK_GRADCHECK_M if a.quick else GRADCHECK_M)),
+                    gradcheck_m=tuple(a.gradcheck_m or (QUICK_GRADCHECK_M if a.quick else GRADCHECK_MS)),
                     sections=sections, tweets=tweets, force=a.force,
                     chromium=find_chromium(a.chromium) if a.pdf else None, **where,
                     command=repeat_command(a, overrides, tweets))
