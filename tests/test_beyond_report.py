@@ -224,7 +224,7 @@ def config_of(command: list[str]) -> Config:
 
 def test_beyond_intro_says_quick_and_the_machine(beyond):
     intro = beyond["sections"][None]
-    assert "quick report" in intro and "2 runs at a time" in intro
+    assert "quick report" in intro and f"{rundir.provenance()['cores']} cores" in intro
 
 
 def test_batches_section(beyond):
@@ -232,7 +232,7 @@ def test_batches_section(beyond):
     assert (beyond["dir"] / "figures" / "scaling.png").is_file()
     speeds = analysis.batch_speeds(beyond["scaling"], Config().m)
     assert sum(line.startswith("| ") for line in said.splitlines()) == 1 + len(speeds.rows)
-    assert f"{speeds.gain:.1f}-fold" in said and f"{speeds.fastest.chars_per_s:,.0f}" in said
+    assert f"{speeds.gain:.1f}" in said and f"{speeds.fastest.chars_per_s:,.0f}" in said
     assert all(f"{r.chars_per_s:,.0f}" in said for r in speeds.rows)
     point = analysis.scaling_point(beyond["scaling"], speeds.m, 8)
     assert f"{point.float32_gain:.1f}" in said and f"{point.chars32:,.0f}" in said
@@ -257,7 +257,7 @@ def test_models_section(beyond):
     plan, said = beyond["plan"], beyond["sections"]["models"]
     assert (beyond["dir"] / "figures" / "models.png").is_file()
     orders = analysis.ngram_orders(json.loads((plan.ngram.dir / "summary.json").read_text()))
-    assert all(f"{v:.3f}" in said for v in orders.losses) and f"order {orders.best_order}" in said
+    assert all(f"{v:.3f}" in said for v in orders.losses) and f"{orders.best:.3f}" in said
     results = {n: analysis.heldout_run(r) for n, r in runs_of(plan, "models").items()}
     vs = analysis.against(orders.best, results)
     for name, r in results.items():
@@ -289,12 +289,13 @@ def test_optimizers_section(beyond):
     assert (beyond["dir"] / "figures" / "optimizers.png").is_file()
     bests = {r.label: analysis.heldout_run(rundir.load_run(r.dir)).best for r in plan.runs_of("optimizers")}
     ranked = analysis.rank(bests)
-    assert f"**{ranked.winner}** ({ranked.best:.3f}" in said
+    assert ranked.winner in said and f"{ranked.best:.3f}" in said
     assert all(f"{v:.3f}" in said for v in bests.values())
     assert f"{optim.RMSProp.gamma}" in said and f"{optim.Adam.beta2}" in said
 
 
 def test_tweets_section(beyond):
     said = beyond["sections"]["tweets"]
-    assert "before the first update" in said and said.count("````") + said.count("```text") >= 3 + 5
-    assert "15 tweets" in said and "seeds 1 to 5" in said
+    tweets = rundir.load_run(beyond["plan"].runs_of("tweets")[0].dir)
+    assert said.count("```text") == 3 + 5  # three samples from training, five tweets written
+    assert f"{tweets.corpus['n_documents']:,}" in said and f"{tweets.corpus['n_chars']:,}" in said
