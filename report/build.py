@@ -526,6 +526,18 @@ def count_ngram(s: Settings, ngram: studies.NGramRun, sha256: str) -> None:
         raise BuildError(f"a4lib ngram stopped with exit code {r.returncode}{last_line(r)}")
 
 
+def warm_up(timed: list[studies.StudyRun]) -> None:
+    """Compile (or load from numba's cache) the kernels of every cell the timed runs use, so that no
+    timed run spends its seconds compiling: a few updates of each (``a4lib bench``), untimed."""
+    cells = {(r.config.model, r.config.dtype, r.config.optimizer): r.config for r in timed}
+    for cfg in cells.values():
+        r = a4lib("bench", "--json", "--corpus", cfg.corpus, "--model", cfg.model, "--m", str(cfg.m), "--dtype",
+                  cfg.dtype, "--optimizer", cfg.optimizer, "--batch-size", str(cfg.batch_size), "--seq-length",
+                  str(cfg.seq_length), "--updates", "5", "--reference-updates", "1")
+        if r.returncode != 0:
+            raise BuildError(f"the {cfg.model} network could not run{last_line(r)}")
+
+
 def studies_step(s: Settings, inp: Inputs) -> tuple[studies.Plan | None, Path | None]:
     """Step 4: the scaling benchmark and the training runs of the sections beyond the assignment;
     the plan (None when every section is off) and the scaling result (None without that section)."""
@@ -564,6 +576,8 @@ def studies_step(s: Settings, inp: Inputs) -> tuple[studies.Plan | None, Path | 
         for run in [d for d in wanted if d not in batch]:
             say(f"      {run.name}: reusing {rel(run)}")
         if batch:
+            if alone:
+                warm_up([r for r in group if r.dir in batch])
             say("      training " + ", ".join(d.name for d in batch)
                 + (f", {min(cores, len(batch))} at a time, alone" if alone else ""))
             train_runs(s, batch, workers=min(cores, len(batch)) if alone else None)
