@@ -416,7 +416,9 @@ def heldout_run(run) -> HeldOutRun:
     """The held-out summary of a run (``a4lib.rundir.Run``)."""
     s, c = run.summary, run.config
     val = held_out(run.history)
-    i = val.best_index
+    # the best is the trainer's (summary.json): its scheduled evaluations only, not the one a run ends with
+    at = np.flatnonzero(val.updates == s.get("best_update"))
+    i = int(at[0]) if len(at) and s.get("best_val_loss") is not None else val.best_index
     peak = int(np.argmax(val.loss)) if len(val.loss) else None
     settled = None
     if len(val.loss):
@@ -425,7 +427,7 @@ def heldout_run(run) -> HeldOutRun:
     return HeldOutRun(
         updates=int(s["updates"]), seconds=float(s.get("seconds") or 0.0), chars=chars_seen(c, s["updates"]),
         train=float(per_char(s["final_smooth_loss"], c["seq_length"])),
-        best=val.best, best_update=int(val.updates[i]) if i is not None else None,
+        best=float(val.loss[i]) if i is not None else None, best_update=int(val.updates[i]) if i is not None else None,
         best_seconds=float(val.seconds[i]) if i is not None else None, final=val.final,
         peak=float(val.loss[peak]) if peak is not None else None,
         peak_update=int(val.updates[peak]) if peak is not None else None,
@@ -808,3 +810,44 @@ def sweep_curves(entries: Sequence[Mapping], out: str | Path) -> tuple[dict[str,
         if len(smooth):
             curves[e["name"]] = {"smooth_loss": smooth / e["overrides"]["seq_length"] if per_char else smooth}
     return curves, per_char
+
+
+# --- the headline run (make best) ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Headline:
+    """The headline run (``make best``) and the n-gram fitted on its split."""
+
+    run: HeldOutRun
+    config: Mapping
+    ngram: NGramOrders
+
+    @property
+    def ngram_loss(self) -> float:
+        """The held-out loss of the n-gram's highest order, the one ``make best`` sets beside it."""
+        return self.ngram.losses[-1]
+
+    @property
+    def gap(self) -> float:
+        """The network's best held-out loss minus the n-gram's (negative: the network is better)."""
+        return self.run.best - self.ngram_loss
+
+
+def headline(run_dir: str | Path, ngram_dir: str | Path, corpus_sha256: str | None) -> Headline | None:
+    """The headline run in ``run_dir`` and its n-gram in ``ngram_dir`` when both are finished and
+    were trained on the text with ``corpus_sha256``; else None (a report on another text says nothing
+    of it)."""
+    from .rundir import load_run, read_json_or, status
+
+    run_dir, ngram_dir = Path(run_dir), Path(ngram_dir)
+    if not (run_dir / "summary.json").is_file() or not (ngram_dir / "summary.json").is_file():
+        return None
+    if status(run_dir) != "finished":
+        return None
+    run = load_run(run_dir)
+    counts = read_json_or(ngram_dir / "summary.json")
+    if run.config.get("corpus_sha256") != corpus_sha256 or not isinstance(counts, Mapping) \
+            or "val_loss_by_order" not in counts:
+        return None
+    result = heldout_run(run)
+    return None if result.best is None else Headline(run=result, config=run.config, ngram=ngram_orders(counts))

@@ -14,8 +14,9 @@ returns values:
    on the same engine                                   -> BUILD/bench-scaling.json, STUDIES/<name>/
 5. BUILD/manifest.json (``report.manifest``): what the build made, which the notebooks open
 6. notebooks/report.ipynb and notebooks/beyond.ipynb (only the sections with data, numbered on),
-   executed by papermill in notebooks/; the drafted answers' premises checked
-                                                        -> BUILD/report.ipynb, BUILD/beyond.ipynb
+   then notebooks/inside.ipynb on the model study's best network, executed by papermill in
+   notebooks/; the drafted answers' premises checked
+                                                        -> BUILD/report.ipynb, beyond.ipynb, inside.ipynb
 7. HTML: both as one document, code and JupyterLab-only cells left out (nbconvert) -> OUT/report.html
 8. PDF: the HTML printed by a headless Chromium         -> OUT/report.pdf
 
@@ -57,6 +58,7 @@ TEMPLATES = ROOT / "report" / "templates"
 NOTEBOOKS = ROOT / "notebooks"
 NOTEBOOK = NOTEBOOKS / "report.ipynb"
 BEYOND_NOTEBOOK = NOTEBOOKS / "beyond.ipynb"
+INSIDE_NOTEBOOK = NOTEBOOKS / "inside.ipynb"  # after the model study, on its best network
 FIRST_BEYOND_SECTION = 7  # report.ipynb has sections 1-6
 MIN_UPDATES = 100_000  # the handout: samples every 10,000 updates through 100,000
 #: the main run's epochs: on tinyshakespeare (1.1 M characters, like the course text) the best smooth
@@ -631,6 +633,15 @@ def select_sections(source: Path, sections: list[str] | tuple[str, ...], out: Pa
     return out
 
 
+def best_network(plan: studies.Plan) -> Path:
+    """The model study's best network (``analysis.rank_runs``): the run the inside section reads."""
+    from a4lib.analysis import rank_runs
+    from a4lib.rundir import read_json_or
+
+    runs = {r.dir: read_json_or(r.dir / "summary.json", {}) for r in plan.runs_of("models")}
+    return rank_runs(runs).order[0][0]
+
+
 def execute(s: Settings, m: manifest_module.Manifest) -> Path:
     """Step 6: the report notebook and, with studies, the beyond notebook under papermill, merged
     into one document; the drafted answers' premises checked (a warning for each that fails)."""
@@ -641,12 +652,18 @@ def execute(s: Settings, m: manifest_module.Manifest) -> Path:
 
     params = {"build_dir": str(s.build)}
     say(f"[6/{STEPS}] the notebooks (papermill) -> {rel(s.build)}/report.ipynb"
-        + (", beyond.ipynb" if m.plan is not None else ""))
+        + (", beyond.ipynb, inside.ipynb" if m.plan is not None else ""))
     try:
         executed = [run_notebook(NOTEBOOK, s.build / "report.ipynb", params, cwd=NOTEBOOKS)]
         if m.plan is not None:
             source = select_sections(BEYOND_NOTEBOOK, m.plan.sections, s.build / "beyond.source.ipynb")
             executed.append(run_notebook(source, s.build / "beyond.ipynb", params, cwd=NOTEBOOKS))
+        if m.plan is not None and "models" in m.plan.sections and m.plan.ngram is not None:
+            source = select_sections(INSIDE_NOTEBOOK, m.plan.sections, s.build / "inside.source.ipynb",
+                                     first=FIRST_BEYOND_SECTION + len(m.plan.sections))
+            executed.append(run_notebook(source, s.build / "inside.ipynb", {
+                "run_dir": str(best_network(m.plan)), "ngram_run": str(m.plan.ngram.dir),
+                "figures_dir": str(s.figures)}, cwd=NOTEBOOKS))
     except NotebookError as err:
         raise BuildError(str(err)) from None
     nb = nbformat.read(executed[0], as_version=4)

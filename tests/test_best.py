@@ -38,3 +38,21 @@ def test_best_trains_the_headline_and_the_ngram_on_the_same_split(tmp_path, text
 def test_best_refuses_a_missing_corpus_in_one_line(tmp_path, capsys):
     assert best.main(["--corpus", str(tmp_path / "nothing.txt"), "--out", str(tmp_path / "b")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_the_report_shows_the_headline_run_only_on_its_own_text(tmp_path, text, monkeypatch):
+    from a4lib import analysis
+
+    monkeypatch.setattr(best, "HEADLINE", best.HEADLINE.replace(m=8, batch_size=2, seq_length=10, val_every=20,
+                                                                n_epochs=1, max_seconds=30.0))
+    out = tmp_path / "best"
+    assert analysis.headline(out, best.ngram_dir(out), "any") is None  # nothing trained yet
+    assert best.main(["--corpus", str(text), "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    grams = json.loads((best.ngram_dir(out) / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    shown = analysis.headline(out, best.ngram_dir(out), config["corpus_sha256"])
+    assert shown.run.best == summary["best_val_loss"]
+    assert shown.ngram_loss == grams["val_loss_by_order"][-1]
+    assert shown.gap == shown.run.best - shown.ngram_loss
+    assert analysis.headline(out, best.ngram_dir(out), "another text") is None
