@@ -397,7 +397,8 @@ def test_the_build_says_each_step_in_a_line(built):
 
 def test_html_has_every_section_and_no_code_or_authoring_notes(built):
     html = html_of(built["out"])
-    headings = HEADINGS + BEYOND_HEADINGS + (["12. Tweets"] if TWEETS.is_file() else [])
+    beyond = BEYOND_HEADINGS + (["12. Tweets"] if TWEETS.is_file() else [])
+    headings = HEADINGS + beyond + [f"{len(HEADINGS) + len(beyond) + 1}. Inside the network"]  # after the studies
     for heading in headings:
         assert re.search(r"<h2[^>]*>" + re.escape(heading), html), heading
     assert len(re.findall(r"<h2", html)) == len(headings)  # no other section
