@@ -576,25 +576,18 @@ class Passage:
     seed: int
 
 
-def default_prime(chars: Sequence[str]) -> str:
-    """The priming text of a passage when none is given: a line break (the passage begins a new
-    line), else a space, else the vocabulary's first character."""
-    return next((ch for ch in ("\n", " ") if ch in chars), chars[0])
-
-
 def passage(run_dir: str | Path, length: int = 1000, seed: int = 0, temperature: float = 1.0,
             top_p: float = 1.0, prime: str | None = None, which: str = "best") -> Passage:
     """Text synthesised from a run's best (or last) parameters, from the hidden state the run had
-    there, with their update and loss; primed with ``prime`` (None: ``default_prime``)."""
+    there, with their update and loss; primed with ``prime`` (None: ``sample.primer``'s)."""
     from .checkpoint import load_params, load_state
     from .corpus import Corpus
     from .model import make_network
-    from .sample import generate
+    from .sample import generate, primer
 
     params, meta = load_params(run_dir, which)
     vocab = Corpus.from_vocabulary(meta["corpus"]["chars"], meta["corpus"]["name"], meta["corpus"].get("is_tweets"))
-    if prime is None:
-        prime = "" if vocab.is_tweets else default_prime(vocab.chars)  # a tweet starts after its end mark
+    prime = primer(vocab, prime)
     text = generate(make_network(meta["config"], vocab.K, backend="numpy"), params, vocab, length, np.random.default_rng(seed),
                     temperature, top_p, prime, load_state(run_dir, which))
     if which == "best":

@@ -96,10 +96,21 @@ def end_tweet(ids, stop: int, limit: int):
     return ids[:limit]
 
 
+def primer(corpus, prime: str | None = None) -> str:
+    """The priming text of generated text: ``prime`` when given; else nothing for a tweet corpus
+    (a tweet starts after its end mark), and a line break for prose (the text begins a new line),
+    else a space, else the vocabulary's first character."""
+    if prime is not None:
+        return prime
+    if corpus.is_tweets:
+        return ""
+    return next((ch for ch in ("\n", " ") if ch in corpus.char_to_ix), corpus.chars[0])
+
+
 def generate(model, params: dict, corpus, length: int = 1000, rng: np.random.Generator | None = None,
-             temperature: float = 1.0, top_p: float = 1.0, prime: str = "", state: np.ndarray | None = None) -> str:
-    """Text from a trained model: primed with ``prime`` (default: the corpus's first character),
-    from ``state`` (default h = 0; a run's saved state suits a model trained with h carried, which
+             temperature: float = 1.0, top_p: float = 1.0, prime: str | None = None,
+             state: np.ndarray | None = None) -> str:
+    """Text from a trained model: primed with ``prime`` (default: ``primer``'s), from ``state`` (default h = 0; a run's saved state suits a model trained with h carried, which
     can predict badly from h = 0).
 
     The returned text starts with the priming text. For a tweet corpus, generation starts a new
@@ -108,11 +119,11 @@ def generate(model, params: dict, corpus, length: int = 1000, rng: np.random.Gen
     rng = np.random.default_rng(0) if rng is None else rng
     if length < 0:
         raise ValueError(f"length must be >= 0, got {length}")
-    stop = None
+    stop, prime = None, primer(corpus, prime)
     if corpus.is_tweets:
         stop, limit, length, prime_ids = tweet_frame(corpus, prime, length)
     else:
-        prime_ids = corpus.encode(prime) if prime else corpus.ids[:1]
+        prime_ids = corpus.encode(prime or primer(corpus))
     start = model.zero_state(params) if state is None or corpus.is_tweets else state
     state = warm_up(model, params, start, prime_ids)
     ids = synthesize(model, params, state, int(prime_ids[-1]), length, rng, temperature, top_p, stop)

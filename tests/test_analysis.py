@@ -233,7 +233,11 @@ def test_passage_from_the_best_parameters(small_run):
     assert len(p.text) == 61 and p.text == analysis.passage(small_run / "run", 60, seed=3).text  # seeded
     assert p.prime == "\n" and p.text.startswith("\n")  # the passage begins a new line
     assert analysis.passage(small_run / "run", 10, seed=3, prime="the").text.startswith("the")
-    assert analysis.default_prime(["a", "b"]) == "a" and analysis.default_prime(["\t", " ", "a"]) == " "
+    from a4lib.corpus import Corpus
+    from a4lib.sample import primer
+    assert primer(Corpus.from_vocabulary(["a", "b"], "v")) == "a"
+    assert primer(Corpus.from_vocabulary(["\t", " ", "a"], "v")) == " "
+    assert primer(Corpus.from_vocabulary(["\t", " ", "a"], "v"), "ab") == "ab"
     last = analysis.passage(small_run / "run", 20, which="last")
     assert last.update == 150 and not last.heldout
 

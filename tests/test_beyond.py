@@ -106,7 +106,7 @@ def test_best_state_is_saved_and_generation_starts_from_it(tmp_path):
     """The checkpoint keeps stream 0's state at the best update; load_state returns it, and
     generate from it is the primed synthesis from that state (not from h = 0)."""
     from a4lib import checkpoint as ckpt
-    from a4lib.sample import generate, synthesize
+    from a4lib.sample import generate, primer, synthesize
 
     path = small_text(tmp_path, n=3000)
     out = tmp_path / "b"
@@ -118,8 +118,9 @@ def test_best_state_is_saved_and_generation_starts_from_it(tmp_path):
     np.testing.assert_array_equal(ckpt.load_state(out, "last"), tr.last_h)  # not zeroed by a new epoch
     params, _ = ckpt.load_params(out, "best")
     text = generate(tr.model, params, tr.corpus, 40, np.random.default_rng(1), state=best)
-    ids = synthesize(tr.model, params, best, int(tr.corpus.ids[0]), 40, np.random.default_rng(1))
-    assert text == tr.corpus.decode(tr.corpus.ids[:1]) + tr.corpus.decode(ids)
+    x0 = tr.corpus.char_to_ix[primer(tr.corpus)]  # the default prime, one character: the first input
+    ids = synthesize(tr.model, params, best, x0, 40, np.random.default_rng(1))
+    assert text == primer(tr.corpus) + tr.corpus.decode(ids)
     assert text != generate(tr.model, params, tr.corpus, 40, np.random.default_rng(1))
 
 

@@ -10,7 +10,7 @@ from conftest import CELLS, own_cell_step
 
 from a4lib import CorpusError, EOT, generate, load_corpus
 from a4lib.model import Network
-from a4lib.sample import draw, next_index, nucleus, softmax, synthesize
+from a4lib.sample import draw, next_index, nucleus, primer, softmax, synthesize
 
 
 class FixedUniform:
@@ -149,7 +149,7 @@ def test_nucleus_sampling_only_draws_the_nucleus():
 def test_temperature_zero_is_argmax(corpus):
     """temperature = 0 (and a tiny temperature) gives the argmax rollout computed independently."""
     params = model_for(corpus)
-    x0 = int(corpus.ids[0])
+    x0 = corpus.char_to_ix[primer(corpus)]  # the default prime
     expected = own_rollout(params, np.zeros(12), x0, 60, lambda o: int(np.argmax(o)))
     text = generate(net(params), params, corpus, 60, np.random.default_rng(0), temperature=0)
     assert text == corpus.decode([x0] + expected)
@@ -183,7 +183,7 @@ def test_temperature_zero_is_argmax_for_every_cell_with_two_layers(corpus, cell)
     equations, whatever the generator's seed."""
     network = Network(cell, corpus.K, 12, layers=2, dropout=0.5)
     params = network.init_params(np.random.default_rng(1), 1.0)
-    x0 = int(corpus.ids[0])
+    x0 = corpus.char_to_ix[primer(corpus)]  # the default prime
     expected = own_argmax_rollout(cell, 2, params, network.zero_state(params), [x0], 60)
     texts = {generate(network, params, corpus, 60, np.random.default_rng(seed), temperature=0) for seed in (0, 1, 2)}
     assert texts == {corpus.decode([x0] + expected)}
@@ -221,7 +221,7 @@ def test_generate_command_temperature_zero_ignores_the_seed(tmp_path, capsys, ce
 def test_temperature_one_is_the_handout_draw(corpus):
     """temperature 1, top_p 1: each character is the handout's inverse-CDF draw from softmax(o)."""
     params = model_for(corpus, sig=0.5)
-    x0 = int(corpus.ids[0])
+    x0 = corpus.char_to_ix[primer(corpus)]  # the default prime: a line break where the text has one
     rng = np.random.default_rng(9)
 
     def handout(o):
