@@ -148,6 +148,14 @@ def bench(corpus_spec: str | None, m: int, seq_length: int, batch_size: int, upd
     }
 
 
+def blas_threads() -> str:
+    """How many threads BLAS may use, as the environment sets it (a4lib sets 1 unless told otherwise)."""
+    import os
+
+    n = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "1"
+    return "one BLAS thread" if n == "1" else f"{n} BLAS threads"
+
+
 def path_description(backend: str) -> str:
     """Which code ran the model, in one line."""
     if backend == "numba":
@@ -208,7 +216,7 @@ def scaling_table(result: dict) -> str:
     Bs = sorted({r["batch_size"] for r in rows})
     lines = [f"corpus {result['corpus']} (K={result['K']}), {result['model']} x {result.get('layers', 1)} layers, "
              f"seq_length={result['seq_length']}, "
-             f"{result['optimizer']}, backend {result['backend']}, one thread, best of {result['repeat']}; "
+             f"{result['optimizer']}, backend {result['backend']}, {blas_threads()}, best of {result['repeat']}; "
              f"kchars/s | GFLOP/s | % of peak | speed-up over reference.py (float64, B = 1)"]
     for dt, peak in result["peak_gflop_per_s"].items():
         lines.append(f"{dt}: peak {peak:.1f} GFLOP/s (one {1536}x{1536} product)")
@@ -253,7 +261,7 @@ def command(a) -> int:
     else:
         best = f", best of {repeat}" if repeat > 1 else ""
         print(f"corpus {r['corpus']} (K={r['K']}), {r['model']} x {r['layers']} layers, m={r['m']}, "
-              f"seq_length={r['seq_length']}, B={r['batch_size']}, {r['dtype']}, {r['optimizer']}, one thread{best}\n"
+              f"seq_length={r['seq_length']}, B={r['batch_size']}, {r['dtype']}, {r['optimizer']}, {blas_threads()}{best}\n"
               f"  path: {r['path']}\n"
               f"  a4lib step     {r['updates_per_s']:10.1f} updates/s {r['chars_per_s']:12d} chars/s "
               f"{r['gflop_per_s']:8.1f} GFLOP/s ({100 * r['peak_fraction']:.0f}% of the {r['peak_gflop_per_s']:.0f} "

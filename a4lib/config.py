@@ -17,7 +17,7 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
-from .model import BACKENDS, INITS, MODEL_NAMES  # noqa: E402  (the model layer owns its names)
+from .model import BACKENDS, INITS, MODEL_NAMES  # the model layer owns its names
 
 OPTIMIZER_NAMES = ("adagrad", "rmsprop", "adam")
 ORDERS = ("sequential", "chunks")

@@ -13,6 +13,7 @@ training part into ``DIR-ngram``. Prints both held-out losses; the report shows 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from a4lib import ngram
 from a4lib.checkpoint import read_json
 from a4lib.config import Config
 from a4lib.corpus import load_corpus
-from a4lib.rundir import RunDirError, project_path, verdict
+from a4lib.rundir import RunDirError, project_path, read_json_or, verdict
 from a4lib.train import train
 
 #: the headline configuration (see the README's sweep); the corpus and the budget come from the call
@@ -45,9 +46,13 @@ def best(corpus: str | None, out: Path, max_seconds: float) -> dict:
         raise RunDirError(said.reason)
     summary = train(cfg, out, resume=said.kind != "new")
     grams = ngram_dir(out)
-    if (grams / "summary.json").exists():
+    fitted = read_json_or(grams / "config.json", {})
+    wanted = {"corpus_sha256": text.sha256, "val_fraction": cfg.val_fraction, "ngram_order": NGRAM_ORDER}
+    if isinstance(fitted, dict) and all(fitted.get(k) == v for k, v in wanted.items()) \
+            and (grams / "summary.json").is_file():
         counts = read_json(grams / "summary.json")
-    else:
+    else:  # none yet, or of another text or split: counted again (about a second)
+        shutil.rmtree(grams, ignore_errors=True)
         counts, _ = ngram.run(text, grams, order=NGRAM_ORDER, val_fraction=cfg.val_fraction)
     return {"network": summary["best_val_loss"], "update": summary["best_update"], "seconds": summary["seconds"],
             "ngram": counts["best_val_loss"], "corpus": text.name}
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make best: {err}", file=sys.stderr)
         return 2
     gap = r["ngram"] - r["network"]
-    print(f"{r['corpus']}: held-out loss {r['network']:.3f} nats/char ({r['network'] / 0.6931:.3f} bits) from "
+    print(f"{r['corpus']}: held-out loss {r['network']:.3f} nats/char ({r['network'] / ngram.LN2:.3f} bits) from "
           f"{out} (best at update {r['update']:,}, {r['seconds']:.0f} s); Kneser-Ney {NGRAM_ORDER}-gram "
           f"{r['ngram']:.3f} nats/char: the network is {'better' if gap > 0 else 'worse'} by {abs(gap):.3f}")
     return 0

@@ -56,3 +56,17 @@ def test_the_report_shows_the_headline_run_only_on_its_own_text(tmp_path, text, 
     assert shown.ngram_loss == grams["val_loss_by_order"][-1]
     assert shown.gap == shown.run.best - shown.ngram_loss
     assert analysis.headline(out, best.ngram_dir(out), "another text") is None
+
+
+def test_the_ngram_is_counted_again_for_another_text(tmp_path, text, monkeypatch):
+    monkeypatch.setattr(best, "HEADLINE", best.HEADLINE.replace(m=8, batch_size=2, seq_length=10, val_every=20,
+                                                                n_epochs=1, max_seconds=30.0))
+    out = tmp_path / "best"
+    assert best.main(["--corpus", str(text), "--out", str(out)]) == 0
+    other = tmp_path / "other.txt"
+    other.write_text("a different text with other words in it. " * 200, encoding="utf-8")
+    import shutil
+    shutil.rmtree(out)  # the run is trained anew on the other text; the n-gram must follow it
+    assert best.main(["--corpus", str(other), "--out", str(out)]) == 0
+    grams = json.loads((best.ngram_dir(out) / "config.json").read_text())
+    assert grams["corpus_sha256"] == json.loads((out / "config.json").read_text())["corpus_sha256"]

@@ -606,3 +606,10 @@ def test_gated_networks_learn_a_repeating_string(cell, layers):
         opt.update(w, clip(dw, 5.0), opt_state)
     _, warm = net.loss_and_state(views, ids[:9], ids[1:10], net.zero_state(views))
     assert net.loss(views, ids[9:99], ids[10:100], warm) / 90 < 0.05
+
+
+@pytest.mark.parametrize("bad", [dict(m=0), dict(layers=0), dict(dropout=1.0), dict(dropout=-0.1), dict(K=0)])
+def test_a_network_of_impossible_sizes_is_a_value_error(bad):
+    args = {"K": 5, "m": 4, "layers": 1, "dropout": 0.0, **bad}
+    with pytest.raises(ValueError, match="need K, m, layers"):
+        Network("gru", args["K"], args["m"], layers=args["layers"], dropout=args["dropout"])

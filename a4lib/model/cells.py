@@ -9,7 +9,8 @@ the output layer and the loss are composed around any cell by ``Network``.
 
 Vanilla RNN (G = 1), the handout:
     a_t = W h_{t-1} + U x_t + b              h_t = tanh(a_t)
-GRU (G = 3, blocks z, r, n; the reset gate applied after the product, as cuDNN and PyTorch):
+GRU (G = 3, blocks z, r, n; the reset gate applied after the product, as cuDNN and PyTorch do, but
+without their second bias inside it: b enters once, through A):
     q_t = W h_{t-1} = [q_z; q_r; q_n]        z_t = sigmoid(A_z + q_z)   r_t = sigmoid(A_r + q_r)
     n_t = tanh(A_n + r_t * q_n)              h_t = (1 - z_t) * n_t + z_t * h_{t-1}
 LSTM (G = 4, blocks i, f, o, g):

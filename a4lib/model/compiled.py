@@ -2,8 +2,9 @@
 of ``a4lib.model.cells``, equal to the numpy cells to rounding.
 
 Each forward or backward pass over a sequence is one compiled call (``a4lib.model.kernels``): per
-step the recurrent product is np.dot (SciPy's BLAS, called from compiled code through its public
-interface) and the gates are compiled loops. Scratch arrays come from the caller's workspace.
+step the recurrent product is ``kernels._dot`` (np.dot, i.e. SciPy's BLAS called from compiled code
+through its public interface; written out by hand for at most 4 streams) and the gates are
+compiled loops. Scratch arrays come from the caller's workspace.
 """
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ lanes). Math:
 numba (and SciPy) are imported lazily, by ``build``; importing this module needs neither.
 ``available()`` says whether both are installed. The compile, about 30 s on a 2-core machine for
 both types, is paid once per machine and source version; later processes load numba's cache.
-No bounds checks inside the kernels: ``Network`` checks the indices and the shapes.
+``Network`` checks the shapes; the two kernels that index by character (``_gather_input``,
+``_softmax_loss``) check the indices and raise ValueError; no other kernel checks bounds.
 """
 from __future__ import annotations
 

@@ -56,6 +56,9 @@ class Network:
                  backend: str = "numpy") -> None:
         if cell not in CELLS:
             raise ValueError(f"unknown model {cell!r} (choose from {', '.join(CELLS)})")
+        if K < 1 or m < 1 or layers < 1 or not 0 <= dropout < 1:
+            raise ValueError(f"need K, m, layers >= 1 and 0 <= dropout < 1, got K={K}, m={m}, layers={layers}, "
+                             f"dropout={dropout}")
         if backend == "numba":
             from . import compiled
             self.cell = compiled.CELLS[cell]()
@@ -77,8 +80,9 @@ class Network:
     def init_params(self, rng: np.random.Generator, sig: float = 0.01, init: str = "normal",
                     init_range: float = 0.08) -> Params:
         """float64 parameters: the matrices from N(0, sig^2) (the handout), or with ``init``
-        "uniform" from U(-init_range, init_range) (char-rnn); biases zero but an LSTM's forget
-        gates (FORGET_BIAS). Drawn in the order of the dict: U, W of each layer, then V."""
+        "uniform" from U(-init_range, init_range) (char-rnn's range; char-rnn draws its biases
+        too, here they stay as below); biases zero but an LSTM's forget gates (FORGET_BIAS).
+        Drawn in the order of the dict: U, W of each layer, then V."""
         if init not in INITS:
             raise ValueError(f"unknown init {init!r} (choose from {', '.join(INITS)})")
         Gm, m, K = self.G * self.m, self.m, self.K
