@@ -50,17 +50,23 @@ def split(corpus: Corpus, val_fraction: float) -> tuple[int, np.ndarray, np.ndar
 
     Plain text: the final val_fraction of the characters is held out, one segment. Tweets: the
     final val_fraction of the tweets, one segment each (a segment spans EOT ... EOT).
+    A ConfigError when val_fraction > 0 holds out fewer than 2 characters (nothing to predict).
     """
     n = len(corpus.ids)
+    if val_fraction == 0:
+        return n, np.zeros(0, np.int64), np.zeros(0, np.int64)
     if corpus.is_tweets:
         ends = np.append(corpus.starts[1:] + 1, n)
         n_val = int(round(val_fraction * len(corpus.starts)))
         first = len(corpus.starts) - n_val
         n_train = int(corpus.starts[first]) + 1 if n_val else n
+    else:
+        n_train = n - int(val_fraction * n)
+    if n - n_train < 2:
+        raise ConfigError(f"val_fraction = {val_fraction:g} holds out {n - n_train} of the {n:,} characters, fewer "
+                          f"than the 2 a held-out loss needs: raise it, or set it to 0")
+    if corpus.is_tweets:
         return n_train, corpus.starts[first:], ends[first:]
-    n_train = n - int(val_fraction * n)
-    if n_train == n:
-        return n, np.zeros(0, np.int64), np.zeros(0, np.int64)
     return n_train, np.array([n_train]), np.array([n])
 
 
@@ -124,7 +130,7 @@ def evaluate(model, params: dict, ids: np.ndarray, starts: np.ndarray, ends: np.
              piece: int | None = None, state0: np.ndarray | None = None, streams: int = 1,
              stop: Callable[[], bool] | None = None) -> float | None:
     """Mean loss per predicted character (nats) over the segments (start, end); None when ``stop()``
-    (asked before each call of the model) turns true.
+    (asked before each call of the model) turns true; a ValueError when they hold nothing to predict.
 
     Each segment is cut into ``streams`` contiguous parts of equal length (fewer when it has fewer
     characters to predict); every part starts from the state ``state0`` (default h = 0) and
@@ -168,7 +174,9 @@ def evaluate(model, params: dict, ids: np.ndarray, starts: np.ndarray, ends: np.
                 loss, _ = model.loss_and_state(params, ids[a:a + n, None], ids[a + 1:a + n + 1, None], state[j:j + 1])
                 total += loss
                 count += n
-    return total / count if count else float("nan")
+    if not count:
+        raise ValueError("the segments hold no character to predict (each needs at least 2 characters)")
+    return total / count
 
 
 # --- memory ------------------------------------------------------------------------------------
@@ -378,12 +386,19 @@ class Trainer:
         streams evaluated together, each from stream 0's state after the last update and carried
         through its part (a model trained with h carried through the text may predict badly from
         h = 0, a state it rarely trained from); tweets: h = 0 per tweet, tweets of one length
-        together. None when a stop is requested meanwhile."""
-        if self.corpus.is_tweets:
-            return evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends, stop=self._stopping)
-        n_chars = int(np.sum(self.val_ends - self.val_starts))
-        return evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends, state0=self.last_h,
-                        streams=held_out_streams(n_chars), stop=self._stopping)
+        together. None when a stop is requested meanwhile; a TrainingError when it is not finite (the
+        parameters have diverged: no overflow warning is shown, the run says so)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.corpus.is_tweets:
+                val = evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends, stop=self._stopping)
+            else:
+                n_chars = int(np.sum(self.val_ends - self.val_starts))
+                val = evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends, state0=self.last_h,
+                               streams=held_out_streams(n_chars), stop=self._stopping)
+        if val is not None and not math.isfinite(val):
+            raise TrainingError(f"the held-out loss became {val} at update {self.updates:,}: the run diverged (try a "
+                                f"smaller eta); its best parameters are saved as its last in {self.out}")
+        return val
 
     # the record: what a run keeps, the same however often it was stopped and resumed ----------
     @property
@@ -468,58 +483,19 @@ class Trainer:
 
         from .rundir import write_provenance
 
-        cfg = self.cfg
         self.write_config()
         write_provenance(self.out)
         t0 = time.perf_counter() - self.seconds
-        next_save = 0.0
         with _Interrupt() as interrupt:  # also over the final save: a second Ctrl-C cannot break it
             self._interrupt = interrupt
             try:
                 self.write_summary("running")  # until the run ends: a killed run never looks finished
                 bar = tqdm(total=self.total_updates(), initial=self.updates, disable=not progress,
                            file=sys.stderr, unit="upd", mininterval=1.0, dynamic_ncols=True)
-                if self._evaluation_due():  # one a stop cut short
-                    self._record_validation(on_validate)
-                while not self.done() and not interrupt.requested:
-                    if self._sample_due():
-                        sample = self.sample_now()
-                        if sample is None:
-                            break
-                        self.samples.append(sample)
-                        self._show(sample, on_sample)
-                    try:
-                        loss = self.train_step()
-                    except TrainingError as err:
-                        self._diverged(str(err), time.perf_counter() - t0, bar)
-                    start = self.smooth_hist[0] if self.smooth_hist else loss
-                    if self._smooth > DIVERGENCE * start:
-                        self._diverged(f"the smooth loss rose to {self._smooth:.4g} at update {self.updates + 1}, more "
-                                       f"than {DIVERGENCE:g} times its first value {start:.4g}: the run diverged (try a "
-                                       f"smaller eta); its best parameters are saved as its last in {self.out}",
-                                       time.perf_counter() - t0, bar)
-                    self.updates += 1
-                    self.smooth_loss = self._smooth
-                    self.seconds = time.perf_counter() - t0
-                    self.loss_hist.append(loss)
-                    self.smooth_hist.append(self.smooth_loss)
-                    self.time_hist.append(self.seconds)
-                    self._advance()
-                    if self._evaluation_due():
-                        self._record_validation(on_validate)
-                    if self.updates % cfg.checkpoint_every == 0 and self.seconds >= next_save:
-                        spent = time.perf_counter()
-                        self.save()
-                        self.write_summary("running")  # where the checkpoint stands, for `a4lib runs`
-                        spent = time.perf_counter() - spent
-                        # a long history makes each save slower: keep saving under ~10 % of the time
-                        next_save = self.seconds + 9 * spent
-                    _tell(bar.update, 1)
-                    if self.updates % 200 == 0:
-                        _tell(bar.set_postfix, {"smooth_loss": f"{self.smooth_loss:.3f}"}, False)
-                _tell(bar.close)
-                if not interrupt.requested:
-                    self._end(on_sample, on_validate)
+                try:
+                    self._walk(bar, t0, on_sample, on_validate)
+                except TrainingError as err:  # a loss or held-out loss not finite, or the smooth loss risen
+                    self._diverged(str(err), time.perf_counter() - t0, bar)
                 status = "interrupted" if interrupt.requested else "finished"
                 self.seconds = time.perf_counter() - t0
                 self.save()
@@ -527,6 +503,50 @@ class Trainer:
                 return self.write_summary(status, signal_name)
             finally:
                 self._interrupt = None
+
+    def _walk(self, bar, t0: float, on_sample, on_validate) -> None:
+        """The updates (with their samples, evaluations and checkpoints) until done or a stop is
+        requested, then what ``_end`` records; a TrainingError when the run diverges."""
+        next_save = 0.0
+        if self._evaluation_due():  # one a stop cut short
+            self._record_validation(on_validate)
+        while not self.done() and not self._stopping():
+            if self._sample_due():
+                sample = self.sample_now()
+                if sample is None:
+                    break
+                self.samples.append(sample)
+                self._show(sample, on_sample)
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging step: said below
+                loss = self.train_step()
+            start = self.smooth_hist[0] if self.smooth_hist else loss
+            if self._smooth > DIVERGENCE * start:
+                raise TrainingError(f"the smooth loss rose to {self._smooth:.4g} at update {self.updates + 1}, "
+                                    f"more than {DIVERGENCE:g} times its first value {start:.4g}: the run "
+                                    f"diverged (try a smaller eta); its best parameters are saved as its last "
+                                    f"in {self.out}")
+            self.updates += 1
+            self.smooth_loss = self._smooth
+            self.seconds = time.perf_counter() - t0
+            self.loss_hist.append(loss)
+            self.smooth_hist.append(self.smooth_loss)
+            self.time_hist.append(self.seconds)
+            self._advance()
+            if self._evaluation_due():
+                self._record_validation(on_validate)
+            if self.updates % self.cfg.checkpoint_every == 0 and self.seconds >= next_save:
+                spent = time.perf_counter()
+                self.save()
+                self.write_summary("running")  # where the checkpoint stands, for `a4lib runs`
+                spent = time.perf_counter() - spent
+                # a long history makes each save slower: keep saving under ~10 % of the time
+                next_save = self.seconds + 9 * spent
+            _tell(bar.update, 1)
+            if self.updates % 200 == 0:
+                _tell(bar.set_postfix, {"smooth_loss": f"{self.smooth_loss:.3f}"}, False)
+        _tell(bar.close)
+        if not self._stopping():
+            self._end(on_sample, on_validate)
 
     def _diverged(self, message: str, seconds: float, bar) -> None:
         """Keep the best parameters (and their state) as the last, save, say "diverged", raise."""
@@ -540,7 +560,7 @@ class Trainer:
             v[~np.isfinite(v)] = 0.0
         self.save()
         self.write_summary("diverged")
-        raise TrainingError(message)
+        raise TrainingError(message) from None
 
     # files -----------------------------------------------------------------------------------
     def write_config(self) -> None:
@@ -603,7 +623,7 @@ class Trainer:
             "updates": self.updates,
             "epochs": round(epochs_done, 4),
             "best_smooth_loss": min(self.smooth_hist, default=None),
-            "best_val_loss": self.best_loss if self.val_hist else None,
+            "best_val_loss": self.best_loss if self.val_hist and self.best_loss < math.inf else None,
             "best_update": self.best_update,
             "final_smooth_loss": self.smooth_loss,
             "final_val_loss": self.val_hist[-1][1] if self.val_hist else None,

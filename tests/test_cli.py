@@ -225,6 +225,7 @@ def bad_cases(base: Path, run: Path):
         "generate: corrupt checkpoint": (["generate", base / "corrupt"], "checkpoint"),
         "generate: temperature nan": (["generate", run, "--temperature", "nan"], "temperature"),
         "batch size too large": (train + ["--batch-size", "100000000"], "batch_size"),
+        "one held-out character": (train + ["--val-fraction", "0.004"], "val_fraction"),  # 1 of 400: none to predict
     }
 
 
@@ -236,7 +237,7 @@ BAD = [
     "generate: no checkpoint", "generate: negative length", "generate: negative temperature",
     "generate: top-p 0", "generate: unknown prime", "gradcheck: missing corpus", "gradcheck: m < 1",
     "bench: m < 1", "unknown backend", "bench: unknown backend",
-    "generate: corrupt checkpoint", "generate: temperature nan", "batch size too large",
+    "generate: corrupt checkpoint", "generate: temperature nan", "batch size too large", "one held-out character",
 ]
 
 

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -386,12 +387,85 @@ def test_nan_loss_stops_with_training_error(small_text, tmp_path, tiny_config, m
     assert ckpt.read_json(tmp_path / "run" / "summary.json")["status"] == "diverged"
 
 
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_huge_eta_diverges_with_training_error(small_text, tmp_path, tiny_config):
-    """eta = 1e307 overflows the parameters: TrainingError suggesting a smaller eta, checkpoint present."""
-    with pytest.raises(TrainingError, match="eta"):
-        train(tiny_config(small_text, n_updates=50, eta=1e307), tmp_path / "run", progress=False)
+def test_huge_eta_diverges_with_training_error_and_no_overflow_warning(small_text, tmp_path, tiny_config):
+    """eta = 1e307 overflows the parameters: TrainingError suggesting a smaller eta, checkpoint
+    present, and no numpy RuntimeWarning before it (the divergence is what the user is told)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(TrainingError, match="eta"):
+            train(tiny_config(small_text, n_updates=50, eta=1e307, val_fraction=0.2, val_every=1), tmp_path / "run",
+                  progress=False)
+    assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
     assert (tmp_path / "run" / ckpt.CHECKPOINT).is_file()
+
+
+def test_a_held_out_loss_not_finite_is_a_divergence(tmp_path, tiny_config):
+    """eta = 1e308 makes the parameters NaN after one update; the held-out evaluation after it is
+    NaN: TrainingError, summary "diverged" with no best held-out loss (was: exit 2, status left
+    "running"), the best parameters (the initial ones: no finite evaluation) kept as the last."""
+    path = write_text(tmp_path / "t.txt", 1000)
+    cfg = tiny_config(path, eta=1e308, val_fraction=0.2, val_every=1)
+    with pytest.raises(TrainingError):
+        train(cfg, tmp_path / "run", progress=False)
+    summary = ckpt.read_json(tmp_path / "run" / "summary.json")
+    assert (summary["status"], summary["updates"], summary["best_val_loss"]) == ("diverged", 1, None)
+    arrays, meta = ckpt.load_arrays(tmp_path / "run" / ckpt.CHECKPOINT)
+    assert meta["diverged"] and meta["best_loss"] is None
+    np.testing.assert_array_equal(arrays["w"], Trainer(cfg, tmp_path / "unused").w)
+    np.testing.assert_array_equal(arrays["w"], arrays["best_w"])
+    from a4lib.cli import main
+    assert main(["train", "--corpus", str(path), "--out", str(tmp_path / "cli"), "--eta", "1e308", "--val-fraction",
+                 "0.2", "--val-every", "1", "--updates", "20", "--m", "8", "--quiet", "--backend", "numpy"]) == 1
+    assert ckpt.read_json(tmp_path / "cli" / "summary.json")["status"] == "diverged"
+
+
+def test_a_held_out_loss_not_finite_after_a_finite_one_keeps_the_finite_ones_parameters(tmp_path, tiny_config,
+                                                                                           monkeypatch):
+    """Evaluations at 10 (finite) and 20 (NaN, forced): diverged at update 20, the parameters of
+    update 10 kept as the best and the last, its held-out loss the best."""
+    import sys
+
+    train_module = sys.modules["a4lib.train"]  # (a4lib.train is the function)
+    path = write_text(tmp_path / "t.txt", 1000)
+    cfg = tiny_config(path, val_fraction=0.2, val_every=10, n_updates=40)
+    real, calls = train_module.evaluate, []
+
+    def nan_the_second_time(*args, **kwargs):
+        calls.append(1)
+        return math.nan if len(calls) == 2 else real(*args, **kwargs)
+
+    train(cfg.replace(n_updates=10), tmp_path / "ten", progress=False)
+    monkeypatch.setattr(train_module, "evaluate", nan_the_second_time)
+    with pytest.raises(TrainingError):
+        train(cfg, tmp_path / "run", progress=False)
+    summary = ckpt.read_json(tmp_path / "run" / "summary.json")
+    ten = ckpt.read_json(tmp_path / "ten" / "summary.json")
+    assert (summary["status"], summary["updates"], summary["best_update"]) == ("diverged", 20, 10)
+    assert summary["best_val_loss"] == ten["best_val_loss"]
+    arrays, _ = ckpt.load_arrays(tmp_path / "run" / ckpt.CHECKPOINT)
+    np.testing.assert_array_equal(arrays["w"], ckpt.load_arrays(tmp_path / "ten" / ckpt.CHECKPOINT)[0]["w"])
+
+
+@pytest.mark.parametrize("n, fraction", [(1000, 0.001), (1000, 0.0001), (400, 0.004)],
+                         ids=["one of 1000", "none of 1000", "one of 400"])
+def test_a_held_out_part_under_two_characters_is_refused(tmp_path, n, fraction):
+    """A held-out part of 0 or 1 characters has nothing to predict: a ConfigError (was: NaN held-out
+    losses); 2 characters are one prediction: allowed."""
+    from a4lib import ConfigError
+    from a4lib.train import split
+
+    corpus = load_corpus(write_text(tmp_path / "t.txt", n))
+    with pytest.raises(ConfigError):
+        split(corpus, fraction)
+    n_train, starts, ends = split(corpus, 2 / n)
+    assert (n_train, starts.tolist(), ends.tolist()) == (n - 2, [n - 2], [n])
+
+
+def test_evaluate_refuses_segments_with_nothing_to_predict(rnn_problem):
+    params, _, _, _ = rnn_problem(6, 7, 1)
+    ids = np.arange(10) % 6
+    with pytest.raises(ValueError):
+        evaluate(Network("rnn", 6, 7), params, ids, np.array([3, 9]), np.array([4, 10]))
 
 
 @pytest.mark.parametrize("field, value", [("eta", -0.1), ("eta", math.nan), ("m", 0), ("seq_length", 0),
