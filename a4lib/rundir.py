@@ -375,7 +375,7 @@ def verdict(run_dir: str | Path, cfg: Config, corpus: Corpus | str | None = None
     - resume: it was interrupted or killed: it continues from its checkpoint to cfg's budget;
     - extend: it finished, and cfg's budget goes further.
     """
-    from .checkpoint import check_meta, load_arrays_of
+    from .checkpoint import CheckpointError, check_meta, load_arrays_of
     from .config import RESUME_MAY_CHANGE, Config, flag_of
 
     run_dir = Path(run_dir)
@@ -397,6 +397,9 @@ def verdict(run_dir: str | Path, cfg: Config, corpus: Corpus | str | None = None
         said = status(run_dir, check_lock=False)
         meta, (epoch_starts,) = load_arrays_of(run_dir / CHECKPOINT, ["epoch_starts"])
         check_meta(meta, run_dir / CHECKPOINT)
+        if epoch_starts.ndim != 1 or epoch_starts.dtype.kind not in "iu":
+            raise CheckpointError(f"{run_dir / CHECKPOINT}: its epoch_starts ({epoch_starts.dtype} "
+                                  f"{epoch_starts.shape}) is not a vector of update numbers")
     except (OSError, ValueError) as err:  # RunFileError, CheckpointError
         return conflict(str(err).splitlines()[0] if str(err) else f"{run_dir}: {type(err).__name__}", "unreadable")
     updates, epoch, seconds = meta["updates"], meta["epoch"], meta["seconds"]

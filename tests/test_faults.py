@@ -475,6 +475,8 @@ TAMPERED = [  # (how, whether generate needs what was tampered with)
                  True, id="a shortened vocabulary"),
     pytest.param(lambda p: _rewrite(p, param_shapes={"V": [10 ** 6, 10 ** 6]}), True, id="parameter shapes of nonsense"),
     pytest.param(lambda p: _rewrite(p, {"best_state": np.full(8, np.nan)}), True, id="a best state not finite"),
+    pytest.param(lambda p: _rewrite(p, {"epoch_starts": np.zeros((2, 2), np.int64)}), False, id="epoch_starts 2-d"),
+    pytest.param(lambda p: _rewrite(p, {"epoch_starts": np.zeros(1, np.float64)}), False, id="epoch_starts floats"),
 ]
 
 
@@ -496,6 +498,20 @@ def test_a_tampered_checkpoint_is_one_line_for_resume_and_generate(finished, tmp
         assert "checkpoint.npz" in one_line(err)
     else:
         assert code == 0 and len(out) == 21, err
+
+
+def test_a_sweep_over_a_run_with_a_tampered_epoch_starts_is_one_line(finished, text, tmp_path):
+    """The verdict reads epoch_starts: a 2-d one is a conflict naming the checkpoint (exit 2, one
+    line; was a traceback from rundir.verdict)."""
+    run = Path(shutil.copytree(finished, tmp_path / "sw" / "seed=0"))
+    _rewrite(run / ckpt.CHECKPOINT, {"epoch_starts": np.zeros((2, 2), np.int64)})
+    said = verdict(run, Config(corpus=str(text), m=8, n_updates=60, checkpoint_every=20, sample_every=0,
+                               backend="numpy"))
+    assert said.kind == "conflict" and str(run / ckpt.CHECKPOINT) in said.reason
+    code, _, err = run_main("sweep", "--out", tmp_path / "sw", "--grid", "seed=0", "--corpus", text, "--updates", 60,
+                            "--checkpoint-every", 20, *SMALL)
+    assert code == 2
+    assert "checkpoint.npz" in one_line(err)
 
 
 # --- 8. smaller -------------------------------------------------------------------------------------
