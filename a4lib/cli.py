@@ -264,10 +264,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+#: what each command's memory grows with: named when it runs out
+SMALLER = {"train": "--m or --batch-size", "sweep": "--m or --batch-size", "bench": "--m", "gradcheck": "--m",
+           "ngram": "--order", "generate": "--length"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    command = None
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
-        return COMMANDS[args.command](args)
+        command = args.command
+        return COMMANDS[command](args)
     except (UsageError, CorpusError, ValueError, FileNotFoundError) as err:  # ConfigError, RunDirError, ...
         print(f"a4lib: error: {err}", file=sys.stderr)
         return 2
@@ -275,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"a4lib: error: {err}", file=sys.stderr)
         return 1
     except MemoryError:
-        print("a4lib: error: out of memory (try a smaller --m or --batch-size)", file=sys.stderr)
+        hint = f" (try a smaller {SMALLER[command]})" if command in SMALLER else ""
+        print(f"a4lib: error: out of memory{hint}", file=sys.stderr)
         return 1
     except OSError as err:
         where = f" ({err.filename})" if getattr(err, "filename", None) else ""

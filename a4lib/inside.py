@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import Corpus, CorpusError, load_corpus
+from .corpus import Corpus, CorpusError
 from .model import Network
 
 CHUNK = 4096  # characters per call of Network.trace (its caches grow with the length)
@@ -108,25 +108,14 @@ def load_model(run_dir: str | Path, which: str = "best") -> RunModel:
 
 
 def run_corpus(model: RunModel, corpus: str | Path | None = None) -> Corpus:
-    """The text the run trained on: ``corpus`` when given, else the path the run recorded, else its
-    corpus as written in its settings; its sha256 must be the run's."""
-    stored = model.meta["corpus"]
-    tries = [corpus] if corpus is not None else [p for p in (stored.get("path"), model.meta["config"].get("corpus"))
-                                                 if p is not None]
-    if not tries:
-        tries = [stored.get("name")]
-    errors = []
-    for spec in tries:
-        try:
-            text = load_corpus(spec)
-        except CorpusError as err:
-            errors.append(str(err))
-            continue
-        if stored.get("sha256") and text.sha256 != stored["sha256"]:
-            raise InsideError(f"{text.name} is not the text {model.run_dir} was trained on (its sha256 differs)")
-        return text
-    raise InsideError(f"cannot find the text of {model.run_dir} ({errors[-1] if errors else 'none recorded'}); "
-                      "give its path as corpus")
+    """The text the run trained on: ``corpus`` when given, else where its checkpoint says
+    (``rundir.run_text``); its sha256 must be the run's."""
+    from .rundir import RunDirError, checkpoint_texts, run_text
+
+    try:
+        return run_text(model.run_dir, model.meta["corpus"].get("sha256"), checkpoint_texts(model.meta), corpus)
+    except RunDirError as err:
+        raise InsideError(str(err)) from None
 
 
 def held_out_segments(corpus: Corpus, val_fraction: float) -> list[tuple[int, int]]:

@@ -49,11 +49,14 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from .config import MAX_SAMPLE_LENGTH
 from .config import add_arguments as add_config_arguments
 from .corpus import BUILTIN, Corpus, load_corpus
 from .sample import draw, end_tweet, nucleus, tweet_frame
 
 DEFAULT_ORDER = 8
+#: the highest order: memory grows about 60 MB per order on a 1 M-character text (see above)
+MAX_ORDER = 32
 DEFAULT_VAL_FRACTION = 0.1
 FALLBACK_DISCOUNT = 0.5  # when a level has no singletons
 LN2 = math.log(2.0)
@@ -61,6 +64,13 @@ LN2 = math.log(2.0)
 
 class NGramError(ValueError):
     """Bad input to the n-gram baseline (an order, a split, a run directory); one line."""
+
+
+def check_order(order) -> int:
+    """``order`` when it is an integer in [1, MAX_ORDER]; an NGramError otherwise."""
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 1 <= order <= MAX_ORDER:
+        raise NGramError(f"the order must be an integer in [1, {MAX_ORDER}], got {order!r}")
+    return int(order)
 
 
 def kn_discounts(counts: np.ndarray) -> np.ndarray:
@@ -116,8 +126,7 @@ class NGram:
         x = np.asarray(ids)
         if x.ndim != 1 or x.size < 1 or not np.issubdtype(x.dtype, np.integer):
             raise NGramError("the n-gram needs a non-empty 1-d array of character indices")
-        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
-            raise NGramError(f"order must be an integer >= 1, got {order!r}")
+        order = check_order(order)
         if not 0 <= x.min() <= x.max() < K:
             raise NGramError(f"character indices must lie in [0, K = {K})")
         x = x.astype(np.int64)
@@ -310,30 +319,32 @@ def corpus_path(corpus: Corpus) -> str | None:
 
 def run(corpus: Corpus, out: str | Path, order: int = DEFAULT_ORDER, val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0, sample_length: int = 200, temperature: float = 1.0) -> tuple[dict, str]:
-    """Fit, evaluate every order, sample, and write the run directory ``out``; the summary and the
-    sample."""
-    from .rundir import RunLock, write_provenance
-    from .train import RUN_FORMAT
+    """Fit, evaluate every order, sample, and write the run directory ``out`` (locked meanwhile:
+    never over a run, nor beside another process writing one); the summary and the sample."""
+    from .config import check_value
+    from .rundir import NGRAM, RunLock, write_provenance
+    from .train import RUN_FORMAT, split
 
     if str(out).strip() == "":
         raise NGramError("the run directory is an empty path: name one")
     out = Path(out)
-    if (out / "config.json").exists():
-        raise NGramError(f"{out} already holds a run: choose another --out")
-    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-        raise NGramError(f"the order must be an integer >= 1, got {order!r}")
-    if seed < 0 or sample_length < 0 or not 0 <= temperature < math.inf:
-        raise NGramError(f"need seed >= 0, sample length >= 0 and temperature >= 0, got {seed}, {sample_length} "
-                         f"and {temperature}")
-    began = time.perf_counter()
-    model, n_train, starts, ends = fit_corpus(corpus, order, val_fraction)
-    fitted = time.perf_counter()
-    nats = held_out_losses(model, corpus.ids, starts, ends)
-    evaluated = time.perf_counter()
-    text = sample_text(model, corpus, sample_length, np.random.default_rng(seed), temperature)
+    check_order(order)
+    if seed < 0 or not 0 <= sample_length <= MAX_SAMPLE_LENGTH or not 0 <= temperature < math.inf:
+        raise NGramError(f"need seed >= 0, 0 <= sample length <= {MAX_SAMPLE_LENGTH:,} and temperature >= 0, got "
+                         f"{seed}, {sample_length} and {temperature}")
+    if not len(split(corpus, check_value("val_fraction", val_fraction))[1]):  # a bad split: nothing is made
+        raise NGramError("the n-gram is judged on held-out text: give a val_fraction above 0")
     with RunLock(out):
+        if (out / "config.json").exists():
+            raise NGramError(f"{out} already holds a run: choose another --out")
+        began = time.perf_counter()
+        model, n_train, starts, ends = fit_corpus(corpus, order, val_fraction)
+        fitted = time.perf_counter()
+        nats = held_out_losses(model, corpus.ids, starts, ends)
+        evaluated = time.perf_counter()
+        text = sample_text(model, corpus, sample_length, np.random.default_rng(seed), temperature)
         ckpt.write_json(out / "config.json", {
-            "model": "ngram", "ngram_order": order, "corpus": corpus.name, "corpus_sha256": corpus.sha256,
+            "model": NGRAM, "ngram_order": order, "corpus": corpus.name, "corpus_sha256": corpus.sha256,
             "corpus_path": corpus_path(corpus), "val_fraction": val_fraction, "K": corpus.K, "seed": seed,
             "sample_length": sample_length, "temperature": temperature, "format": RUN_FORMAT,
         })
@@ -344,7 +355,7 @@ def run(corpus: Corpus, out: str | Path, order: int = DEFAULT_ORDER, val_fractio
             "epoch_starts": np.zeros(1, np.int64), "val_update": np.zeros(1, np.int64), "val_loss": nats[-1:],
         })
         summary = {
-            "status": "finished", "signal": None, "format": RUN_FORMAT, "model": "ngram", "ngram_order": order,
+            "status": "finished", "signal": None, "format": RUN_FORMAT, "model": NGRAM, "ngram_order": order,
             "updates": 0, "best_smooth_loss": None, "best_val_loss": float(nats[-1]), "best_update": 0,
             "final_smooth_loss": None, "final_val_loss": float(nats[-1]),
             "val_loss_by_order": [float(v) for v in nats], "val_bits_by_order": [float(v / LN2) for v in nats],
@@ -358,24 +369,57 @@ def run(corpus: Corpus, out: str | Path, order: int = DEFAULT_ORDER, val_fractio
     return summary, text
 
 
+def read_ngram_config(run_dir: str | Path) -> dict:
+    """config.json of an n-gram run, checked: an object with model "ngram", an integer ngram_order
+    in [1, MAX_ORDER], a val_fraction, the corpus, its sha256 and (optional) its absolute path; an
+    NGramError naming the file otherwise."""
+    from .config import check_value
+    from .rundir import NGRAM
+
+    path = Path(run_dir) / "config.json"
+    try:
+        config = ckpt.read_json(path)
+    except OSError as err:
+        raise NGramError(f"{path}: cannot be read ({err.strerror or err})") from None
+    except ValueError as err:  # RunFileError: not JSON, it says so
+        raise NGramError(str(err)) from None
+    if not isinstance(config, dict) or config.get("model") != NGRAM:
+        raise NGramError(f"{path}: not the settings of an n-gram run")
+    try:
+        check_order(config.get("ngram_order"))
+        check_value("val_fraction", config.get("val_fraction"))
+    except ValueError as err:
+        raise NGramError(f"{path}: {err}") from None
+    for key in ("corpus", "corpus_sha256"):
+        if not isinstance(config.get(key), str):
+            raise NGramError(f"{path}: {key} = {str(config.get(key))[:40]!r} is not a string")
+    if not isinstance(config.get("corpus_path"), (str, type(None))):
+        raise NGramError(f"{path}: corpus_path = {str(config['corpus_path'])[:40]!r} is not a path")
+    return config
+
+
 def is_ngram_run(run_dir: str | Path) -> bool:
-    """True when ``run_dir`` holds an n-gram run (its config.json says model "ngram")."""
-    from .rundir import read_json_or
+    """True when ``run_dir`` holds an n-gram run (its config.json an object saying model "ngram")."""
+    from .rundir import NGRAM, read_json_or
 
     try:
-        return (read_json_or(Path(run_dir) / "config.json", {}) or {}).get("model") == "ngram"
+        config = read_json_or(Path(run_dir) / "config.json")
     except (OSError, ValueError):
         return False
+    return isinstance(config, dict) and config.get("model") == NGRAM
 
 
 def generate_from_run(run_dir: str | Path, length: int, rng: np.random.Generator, temperature: float = 1.0,
                       top_p: float = 1.0, prime: str = "") -> str:
     """Text from an n-gram run: the counts refitted from its corpus (the same sha256) and split."""
-    config = ckpt.read_json(Path(run_dir) / "config.json")
-    source = config.get("corpus_path") or config["corpus"]
-    corpus = load_corpus(source)
-    if corpus.sha256 != config["corpus_sha256"]:
-        raise NGramError(f"{run_dir}: {source} is not the text the n-gram was counted on (another sha256)")
+    from .rundir import RunDirError, run_text
+
+    config = read_ngram_config(run_dir)
+    recorded = [p for p in (config.get("corpus_path"),) if p is not None] + [config["corpus"]]
+    try:
+        corpus = run_text(run_dir, config["corpus_sha256"], recorded)
+    except RunDirError as err:
+        raise NGramError(str(err)) from None
     model, _, _, _ = fit_corpus(corpus, config["ngram_order"], config["val_fraction"])
     return sample_text(model, corpus, length, rng, temperature, top_p, prime)
 
@@ -384,12 +428,13 @@ def generate_from_run(run_dir: str | Path, length: int, rng: np.random.Generator
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, only=("corpus",))
-    p.add_argument("--order", type=int, default=DEFAULT_ORDER, help="the highest order N; orders 1 .. N are evaluated")
+    p.add_argument("--order", type=int, default=DEFAULT_ORDER,
+                   help=f"the highest order N (at most {MAX_ORDER}); orders 1 .. N are evaluated")
     p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
                    help="the final part of the text held out, as `a4lib train --val-fraction`")
     p.add_argument("--out", required=True, help="the run directory (created; refused if it holds a run)")
     p.add_argument("--seed", type=int, default=0, help="seeds the sample (default: 0)")
-    p.add_argument("--sample-length", type=int, default=200, help="characters in the sample")
+    p.add_argument("--sample-length", type=int, default=200, help=f"characters in the sample (at most {MAX_SAMPLE_LENGTH:,})")
     p.add_argument("--temperature", type=float, default=1.0, help="the sample's temperature (0: the likeliest)")
 
 

@@ -196,7 +196,7 @@ def read_summary(run_dir: str | Path) -> dict | None:
 
 def read_config(run_dir: str | Path) -> dict | None:
     """config.json of a run (None when there is none); a RunFileError naming the file when it is not
-    an object of valid settings."""
+    an object of valid settings (an n-gram run's: ``ngram.read_ngram_config``'s NGramError)."""
     from .config import Config
 
     path = Path(run_dir) / "config.json"
@@ -206,7 +206,9 @@ def read_config(run_dir: str | Path) -> dict | None:
     if not isinstance(config, dict):
         raise RunFileError(f"{path}: a JSON {type(config).__name__}, not the settings of a run")
     if config.get("model") == NGRAM:  # an n-gram run's settings are a4lib.ngram's
-        return config
+        from .ngram import read_ngram_config
+
+        return read_ngram_config(run_dir)
     try:
         Config.from_dict(config).validate()
     except (ValueError, TypeError) as err:
@@ -336,6 +338,39 @@ def list_runs(folder: str | Path) -> list[dict]:
             "problem": problem,
         })
     return sorted(rows, key=lambda r: r["mtime"])
+
+
+# --- the run's text ----------------------------------------------------------------------------
+
+def checkpoint_texts(meta: dict) -> list[str | None]:
+    """Where a checkpoint (its metadata) says its text is, in the order ``run_text`` tries them: the
+    absolute path it recorded, the corpus of its settings (None: the default corpus), its name."""
+    stored = meta["corpus"]
+    path = [stored["path"]] if isinstance(stored.get("path"), str) else []
+    return [*path, meta["config"].get("corpus"), stored.get("name")]
+
+
+def run_text(run_dir: str | Path, sha256: str | None, recorded: list[str | None],
+             given: str | Path | None = None) -> Corpus:
+    """The text a run trained on: ``given`` when given, else the first of ``recorded`` (corpus
+    specs, None the default corpus) that loads and whose sha256 is ``sha256`` (None: any). A
+    RunDirError (one line) when the text loads but differs, or none can be read."""
+    from .corpus import CorpusError, load_corpus
+
+    problems, other = [], None
+    for spec in dict.fromkeys([given] if given is not None else recorded):
+        try:
+            text = load_corpus(spec)
+        except CorpusError as err:
+            problems.append(str(err))
+            continue
+        if sha256 is None or text.sha256 == sha256:
+            return text
+        other = other or text.name
+    if other is not None:
+        raise RunDirError(f"{other} is not the text {run_dir} was trained on (its sha256 differs)")
+    raise RunDirError(f"cannot find the text {run_dir} was trained on ({problems[-1] if problems else 'none recorded'})"
+                      f": give its path")
 
 
 # --- the verdict: what to do with a run directory ------------------------------------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
-from .corpus import BUILTIN, Corpus, CorpusError, load_corpus
+from .corpus import BUILTIN, Corpus, load_corpus
 from .config import Config, ConfigError
 from .model import make_network
 from .optim import flatten, make_optimizer
@@ -646,7 +646,7 @@ class Trainer:
         any other verdict than resume, extend or done (a finished run: ``verdict`` says so); a
         CheckpointError for a checkpoint that does not hold a whole run.
         """
-        from .rundir import verdict
+        from .rundir import RunDirError, checkpoint_texts, run_text, verdict
 
         path = Path(out) / ckpt.CHECKPOINT
         if not path.is_file():
@@ -654,7 +654,11 @@ class Trainer:
         meta = ckpt.check_meta(ckpt.load_meta(path), path)
         own = Config.from_dict(meta["config"])
         cfg = own if cfg is None else cfg
-        corpus = _resume_corpus(cfg.corpus if cfg.corpus != own.corpus else None, own.corpus, meta["corpus"], out)
+        try:
+            corpus = run_text(out, meta["corpus"].get("sha256"), checkpoint_texts(meta),
+                              cfg.corpus if cfg.corpus != own.corpus else None)
+        except RunDirError as err:
+            raise ResumeError(str(err)) from None
         said = verdict(out, cfg, corpus, check_lock=False)
         if said.kind == "conflict" or said.kind == "done" and said.status == "diverged":
             raise ResumeError(said.reason)
@@ -735,21 +739,6 @@ class Trainer:
             self.best_loss = math.inf  # a best chosen where the run ended, without a scheduled evaluation
         self.rng.bit_generator.state = meta["rng"]
         self.opt.eta = self.cfg.eta_after(self.epoch)
-
-
-def _resume_corpus(given: str | None, own: str | None, stored: dict, out: Path) -> Corpus:
-    """The corpus a resumed run trains on: ``given`` (another path to the same text is fine), else
-    the absolute path the run recorded, else the run's own spec as written (whether it is the
-    run's text, ``rundir.verdict`` says)."""
-    recorded = [stored["path"]] if isinstance(stored.get("path"), str) else []
-    tries = [given] if given is not None else recorded + [own]
-    errors = []
-    for spec in tries:
-        try:
-            return load_corpus(spec)
-        except CorpusError as err:
-            errors.append(str(err))
-    raise ResumeError(f"{out}: cannot find the run's corpus ({errors[-1]}); give it with --corpus")
 
 
 def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True,

@@ -12,8 +12,11 @@ import pytest
 from a4lib import checkpoint as ckpt
 from a4lib.cli import main
 from a4lib.corpus import load_corpus
-from a4lib.ngram import NGram, NGramError, fit_corpus, held_out_losses, kn_discounts, run
-from a4lib.rundir import list_runs, load_run
+from pathlib import Path
+
+from a4lib.config import MAX_SAMPLE_LENGTH
+from a4lib.ngram import MAX_ORDER, NGram, NGramError, fit_corpus, held_out_losses, is_ngram_run, kn_discounts, run
+from a4lib.rundir import RunDirError, list_runs, load_run
 from a4lib.train import split
 
 from conftest import random_text
@@ -233,9 +236,104 @@ def test_cli(tmp_path, small_text, capsys):
 
 
 @pytest.mark.parametrize("args", [["--order", "0"], ["--order", "x"], ["--val-fraction", "1.5"],
-                                  ["--val-fraction", "0"], ["--sample-length", "-1"], ["--corpus", "/no/such/file"]])
+                                  ["--val-fraction", "0"], ["--sample-length", "-1"], ["--corpus", "/no/such/file"],
+                                  ["--order", str(MAX_ORDER + 1)], ["--sample-length", str(MAX_SAMPLE_LENGTH + 1)],
+                                  ["--val-fraction", "0.003"]])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, small_text, capsys, args):
+    """Bad input (an order or sample length past its bound, a held-out part of 0 characters among
+    them) is refused before the run directory is made."""
     code = main(["ngram", "--corpus", str(small_text), "--out", str(tmp_path / "ng"), *args])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not (tmp_path / "ng" / "summary.json").exists()
+    assert not (tmp_path / "ng").exists()
+
+
+def test_the_order_is_bounded_in_the_library_too(docs):
+    with pytest.raises(NGramError):
+        NGram.fit(docs.ids[:100], docs.K, order=MAX_ORDER + 1)
+    assert NGram.fit(docs.ids[:100], docs.K, order=MAX_ORDER).order == MAX_ORDER
+
+
+@pytest.fixture
+def ngram_run(tmp_path, small_text) -> Path:
+    out = tmp_path / "runs" / "ng"
+    run(load_corpus(small_text), out, order=3, val_fraction=0.2, sample_length=10)
+    return out
+
+
+MALFORMED = [  # config.json of an n-gram run: its whole content, or changes to the run's own
+    pytest.param([1], None, id="a list"),
+    pytest.param({"model": "ngram"}, None, id="only the model"),
+    pytest.param(None, {"ngram_order": "x"}, id="an order that is a string"),
+    pytest.param(None, {"ngram_order": MAX_ORDER + 1}, id="an order past the bound"),
+    pytest.param(None, {"corpus_sha256": None}, id="no sha256"),
+    pytest.param(None, {"corpus_path": 5}, id="a corpus path that is a number"),
+    pytest.param(None, {"val_fraction": "x"}, id="a val_fraction that is a string"),
+]
+
+
+@pytest.mark.parametrize("content, changes", MALFORMED)
+def test_generate_from_an_n_gram_run_with_a_malformed_config_is_one_line(ngram_run, capsys, content, changes):
+    """Was an AttributeError ([1]) or KeyError ('corpus') traceback: exit 2, one line naming
+    config.json; `a4lib runs` lists the run as unreadable, naming the file."""
+    if changes is not None:
+        content = {**ckpt.read_json(ngram_run / "config.json"), **changes}
+    (ngram_run / "config.json").write_text(json.dumps(content), encoding="utf-8")
+    code = main(["generate", str(ngram_run), "--length", "10"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    line, = err.strip().splitlines()
+    assert "Traceback" not in err
+    if isinstance(content, dict):
+        assert "config.json" in line
+        (row,) = list_runs(ngram_run.parent)
+        assert row["status"] == "unreadable" and "config.json" in row["problem"]
+
+
+def test_is_ngram_run_only_for_an_object_saying_ngram(tmp_path):
+    for content, said in (([1], False), ("ngram", False), ({"model": "rnn"}, False), ({"model": "ngram"}, True)):
+        (tmp_path / "config.json").write_text(json.dumps(content), encoding="utf-8")
+        assert is_ngram_run(tmp_path) is said
+    (tmp_path / "config.json").write_text("{", encoding="utf-8")
+    assert is_ngram_run(tmp_path) is False
+
+
+def test_a_second_n_gram_run_into_a_folder_being_written_is_refused(tmp_path, small_text, monkeypatch):
+    """The folder is locked before it is checked: another run started while this one fits is
+    refused (was: both checked an empty folder and the second to finish overwrote the first)."""
+    corpus = load_corpus(small_text)
+    out = tmp_path / "ng"
+    real_fit, other = NGram.fit, []
+
+    def fit_while_another_run_starts(ids, K, order):
+        if not other:
+            try:
+                other.append(run(corpus, out, order=2, val_fraction=0.2, seed=5))
+            except RunDirError as err:
+                other.append(err)
+        return real_fit(ids, K, order)
+
+    monkeypatch.setattr(NGram, "fit", staticmethod(fit_while_another_run_starts))
+    run(corpus, out, order=3, val_fraction=0.2)
+    assert isinstance(other[0], RunDirError)
+    assert ckpt.read_json(out / "config.json")["ngram_order"] == 3
+
+
+def test_out_of_memory_names_the_flag_of_the_command(tmp_path, small_text, monkeypatch, capsys):
+    """Out of memory in `a4lib ngram`: exit 1, one line naming --order; the hint of every command
+    names flags of that command only."""
+    import re
+
+    from a4lib import cli
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(cli.ngram, "run", out_of_memory)
+    assert main(["ngram", "--corpus", str(small_text), "--out", str(tmp_path / "ng")]) == 1
+    line, = capsys.readouterr().err.strip().splitlines()
+    assert re.findall(r"--[a-z-]+", line) == ["--order"]
+    parsers = cli.build_parser().commands
+    for command, hint in cli.SMALLER.items():
+        flags = {s for action in parsers[command]._actions for s in action.option_strings}
+        assert set(re.findall(r"--[a-z-]+", hint)) <= flags, command

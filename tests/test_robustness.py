@@ -394,6 +394,55 @@ def test_a_run_from_a_relative_corpus_path_resumes_with_corpus_from_another_fold
     assert checkpoint_meta(relative_run)["updates"] == 70
 
 
+def test_the_run_s_text_is_found_and_checked_alike_for_resume_inside_and_ngram(text, tmp_path, monkeypatch):
+    """One rule (``rundir.run_text``): the recorded absolute path, else the corpus as the run's
+    settings name it, each checked by its sha256. Trained from folder a with s.txt, the text then
+    moved to folder b: from b, resume, the inside analysis and n-gram generation all find it (the
+    n-gram tried only the absolute path); another text there: all three refuse."""
+    from a4lib import inside, load_corpus, ngram
+    from a4lib.train import Trainer
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    shutil.copy(text, a / "s.txt")
+    monkeypatch.chdir(a)
+    train_in_process(Path("s.txt"), Path("rnn"), "--updates", 20)
+    ngram.run(load_corpus("s.txt"), "ng", order=2, val_fraction=0.1, sample_length=5)
+    (a / "s.txt").rename(b / "s.txt")
+    monkeypatch.chdir(b)
+    sha = load_corpus("s.txt").sha256
+    finds = {
+        "resume": lambda: Trainer.resume(a / "rnn").corpus.sha256,
+        "inside": lambda: inside.run_corpus(inside.load_model(a / "rnn")).sha256,
+        "ngram": lambda: len(ngram.generate_from_run(a / "ng", 5, np.random.default_rng(0))) == 5 and sha,
+    }
+    assert {k: find() for k, find in finds.items()} == dict.fromkeys(finds, sha)
+    (b / "s.txt").write_text(text.read_text(encoding="utf-8")[::-1], encoding="utf-8")
+    for name, find in finds.items():
+        with pytest.raises(ValueError) as err:
+            find()
+        assert len(str(err.value).splitlines()) == 1, name
+
+
+def test_run_text_tries_the_recorded_texts_in_order(tmp_path):
+    """Unreadable and other texts are passed over; ``given`` replaces the recorded ones; the error
+    says a text differs (when one loaded) or none was found."""
+    from a4lib.corpus import load_corpus
+    from a4lib.rundir import RunDirError, run_text
+
+    right, other = tmp_path / "right.txt", tmp_path / "other.txt"
+    right.write_text("the right text, long enough", encoding="utf-8")
+    other.write_text("another text, long enough!!", encoding="utf-8")
+    sha = load_corpus(right).sha256
+    assert run_text(tmp_path, sha, [str(tmp_path / "gone.txt"), str(other), str(right)]).name == str(right)
+    assert run_text(tmp_path, None, [str(tmp_path / "gone.txt"), str(other), str(right)]).name == str(other)
+    for recorded, given in (([str(right)], other), ([str(other)], None), ([str(tmp_path / "gone.txt")], None),
+                            ([str(right)], tmp_path / "gone.txt")):
+        with pytest.raises(RunDirError):
+            run_text(tmp_path, sha, recorded, given)
+
+
 def test_resume_refuses_a_flag_set_to_its_default_that_is_not_the_runs_own(text, tmp_path):
     """Trained with --eta 0.05; --resume --eta 0.1 (the default) is refused, exit 2."""
     out = tmp_path / "run"
