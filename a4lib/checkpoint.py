@@ -195,13 +195,22 @@ def check_meta(meta, path: Path) -> dict:
 
 
 def load_state(run_dir: Path, which: str = "best") -> np.ndarray | None:
-    """The state that goes with ``load_params(run_dir, which)``: stream 0's hidden state after the
-    best (or last) update, shape (S,); None for a checkpoint that does not hold it."""
+    """The state that goes with ``load_params(run_dir, which)``: stream 0's state after the best (or
+    last) update, shape (layers x the cell's state size,); None for a checkpoint that does not hold
+    it; a CheckpointError naming the file when it is not a finite vector of that length."""
+    from .model import make_network
+
     key = "best_state" if which == "best" else "last_state"
     path = Path(run_dir) / CHECKPOINT
-    state = _read(path, lambda z: z[key] if key in z.files else None)
-    if state is not None and (state.ndim != 1 or state.dtype.kind != "f" or not np.isfinite(state).all()):
-        raise CheckpointError(f"{path}: its {key} is not a finite vector ({state.dtype} {state.shape})")
+    meta, state = _read(path, lambda z: (json.loads(str(z["meta"])), z[key] if key in z.files else None))
+    if state is None:
+        return None
+    check_meta(meta, path)
+    network = make_network(meta["config"], len(meta["corpus"]["chars"]), backend="numpy")
+    size = network.layers * network.S
+    if state.shape != (size,) or state.dtype.kind != "f" or not np.isfinite(state).all():
+        raise CheckpointError(f"{path}: its {key} ({state.dtype} {state.shape}) is not a finite vector of the "
+                              f"{size} numbers of its network's state")
     return state
 
 

@@ -475,6 +475,8 @@ TAMPERED = [  # (how, whether generate needs what was tampered with)
                  True, id="a shortened vocabulary"),
     pytest.param(lambda p: _rewrite(p, param_shapes={"V": [10 ** 6, 10 ** 6]}), True, id="parameter shapes of nonsense"),
     pytest.param(lambda p: _rewrite(p, {"best_state": np.full(8, np.nan)}), True, id="a best state not finite"),
+    pytest.param(lambda p: _rewrite(p, {"best_state": np.zeros(3)}), True, id="a shortened best state"),
+    pytest.param(lambda p: _rewrite(p, {"best_state": np.zeros(80)}), True, id="a lengthened best state"),
     pytest.param(lambda p: _rewrite(p, {"epoch_starts": np.zeros((2, 2), np.int64)}), False, id="epoch_starts 2-d"),
     pytest.param(lambda p: _rewrite(p, {"epoch_starts": np.zeros(1, np.float64)}), False, id="epoch_starts floats"),
 ]
