@@ -642,6 +642,14 @@ def best_network(plan: studies.Plan) -> Path:
     return rank_runs(runs).order[0][0]
 
 
+def inside_run(m: manifest_module.Manifest) -> tuple[Path, Path] | None:
+    """The network the inside section reads and the n-gram run it is compared with: the model
+    study's best network and the study's n-gram; None when the build has no model study."""
+    if m.plan is None or "models" not in m.plan.sections or m.plan.ngram is None:
+        return None
+    return best_network(m.plan), m.plan.ngram.dir
+
+
 def execute(s: Settings, m: manifest_module.Manifest) -> Path:
     """Step 6: the report notebook and, with studies, the beyond notebook under papermill, merged
     into one document; the drafted answers' premises checked (a warning for each that fails)."""
@@ -658,12 +666,12 @@ def execute(s: Settings, m: manifest_module.Manifest) -> Path:
         if m.plan is not None:
             source = select_sections(BEYOND_NOTEBOOK, m.plan.sections, s.build / "beyond.source.ipynb")
             executed.append(run_notebook(source, s.build / "beyond.ipynb", params, cwd=NOTEBOOKS))
-        if m.plan is not None and "models" in m.plan.sections and m.plan.ngram is not None:
+        inside = inside_run(m)
+        if inside is not None:
             source = select_sections(INSIDE_NOTEBOOK, m.plan.sections, s.build / "inside.source.ipynb",
                                      first=FIRST_BEYOND_SECTION + len(m.plan.sections))
             executed.append(run_notebook(source, s.build / "inside.ipynb", {
-                "run_dir": str(best_network(m.plan)), "ngram_run": str(m.plan.ngram.dir),
-                "figures_dir": str(s.figures)}, cwd=NOTEBOOKS))
+                "run_dir": str(inside[0]), "ngram_run": str(inside[1]), "figures_dir": str(s.figures)}, cwd=NOTEBOOKS))
     except NotebookError as err:
         raise BuildError(str(err)) from None
     nb = nbformat.read(executed[0], as_version=4)

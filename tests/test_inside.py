@@ -1,9 +1,10 @@
 """Seeing inside the network (issue 16): the text features, the unit search, the gates, the
 predictions and the error analysis against the n-gram on hand-made cases; the search finds a
 quote-tracking unit in a small network trained on quoted spans; the notebook runs on tiny RNN, GRU
-and LSTM runs of one and two layers."""
+and LSTM runs of one and two layers and, given no run, reads the one the report reads."""
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -11,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a4lib import Config, inside, inside_display, ngram, train
+from a4lib import Config, display, inside, inside_display, ngram, train
 from a4lib.corpus import Corpus
 from a4lib.model import Network
 from a4lib.train import evaluate
+from report import manifest, studies
 
 def feature(text: str, name: str) -> list[float]:
     return inside.features(text)[name].tolist()
@@ -186,7 +188,7 @@ def test_network_losses_are_the_evaluation_s_per_character():
 
 def test_a_text_with_unknown_characters_is_one_error():
     model = _model("rnn", 1)
-    with pytest.raises(inside.InsideError, match="never saw: 'xz'"):
+    with pytest.raises(inside.InsideError, match="'xz'"):  # the characters it never saw
         inside.read(model, "abxz")
     with pytest.raises(inside.InsideError, match="layer = 3"):
         inside.check_settings(model, 3, "h")
@@ -237,7 +239,7 @@ def test_dependency_events_and_distances():
     assert pos.tolist() == [6, 9] and dist.tolist() == [3, 9]
     pos, dist = inside.dependency_events("ab\ncde\n\nf\n", "line")
     assert pos.tolist() == [6, 7, 9] and dist.tolist() == [4, 1, 2]
-    with pytest.raises(inside.InsideError, match="unknown dependency"):
+    with pytest.raises(inside.InsideError, match="'bracket'"):
         inside.dependency_events("a", "bracket")
 
 
@@ -392,9 +394,10 @@ def test_an_ngram_run_must_share_the_text_and_split(prose_runs, tmp_path):
     ngram.run(book, tmp_path / "ng", order=3, val_fraction=0.2)
     assert inside.ngram_model(book, 0.2, tmp_path / "ng").order == 3
     ngram.run(book, tmp_path / "ng2", order=3, val_fraction=0.1)
-    with pytest.raises(inside.InsideError, match="not the same held-out part"):
+    with pytest.raises(inside.InsideError) as err:  # it names the run and both held-out shares
         inside.ngram_model(book, 0.2, tmp_path / "ng2")
-    with pytest.raises(inside.InsideError, match="not an `a4lib ngram` run"):
+    assert str(tmp_path / "ng2") in str(err.value) and {"0.1", "0.2"} <= set(re.findall(r"\d\.\d+", str(err.value)))
+    with pytest.raises(inside.InsideError, match=re.escape(str(prose_runs["rnn1"]))):
         inside.ngram_model(book, 0.2, prose_runs["rnn1"])
 
 
@@ -402,9 +405,9 @@ def test_the_run_s_text_must_be_the_one_it_trained_on(prose_runs, tmp_path):
     model = inside.load_model(prose_runs["gru2"])
     other = tmp_path / "other.txt"
     other.write_text(prose(6000, seed=5), encoding="utf-8")
-    with pytest.raises(inside.InsideError, match="sha256"):
+    with pytest.raises(inside.InsideError, match="other.txt"):
         inside.run_corpus(model, other)
-    with pytest.raises(inside.InsideError, match="cannot find the text"):
+    with pytest.raises(inside.InsideError, match="missing.txt"):
         inside.run_corpus(model, tmp_path / "missing.txt")
     with pytest.raises(inside.InsideError, match="no checkpoint.npz"):
         inside.load_model(tmp_path)
@@ -421,6 +424,17 @@ from test_notebooks import NOTEBOOKS, outputs_text, papermill, run_papermill  # 
 def html_outputs(nb) -> str:
     return "\n".join(o.data["text/html"] for c in nb.cells for o in c.get("outputs", [])
                      if "text/html" in o.get("data", {}))
+
+
+def cell_text(nb, cell_id: str) -> str:
+    """The Markdown and plain-text outputs of one cell (by its id)."""
+    cell, = [c for c in nb.cells if c.get("id") == cell_id]
+    return outputs_text(nbformat.v4.new_notebook(cells=[cell]))
+
+
+def numbers(text: str) -> list[float]:
+    """The numbers in a text (1,234 read as 1234)."""
+    return [float(x.replace(",", "")) for x in re.findall(r"[-+]?\d[\d,]*(?:\.\d+)?", text)]
 
 
 GIVEN = 'the cat said "no" (yes).\nTom ran.\n'
@@ -444,15 +458,22 @@ def test_the_notebook_runs_on_any_run(prose_runs, tmp_path, name, layer, activat
     losses = inside.held_out_losses(model, book, inside.ngram_model(book, 0.2, order=4))
     result = inside.class_losses(losses)
     assert f"| all | {losses.n:,} | 1.000 | {result.net:.3f} | {result.ngram:.3f} |" in text
-    # the share of interpretable units the library finds
+    # the share of interpretable units the library finds, as a count and a percentage
     study, _ = inside.study_text(model, book, given, 20000)
-    search = inside.search(inside.read(model, study), "c" if name == "lstm1" else "h", layer)
+    searched = "c" if name == "lstm1" else "h"
+    reading = inside.read(model, study)
+    search = inside.search(reading, searched, layer)
     share = search.interpretable_share()
-    assert f"{round(share * len(search.units))} ({100 * share:.1f} %) have |r| > 0.5" in text
-    # the coloured passages, one span per character of each; besides them two colour scales of 9
-    # cells (the units on the passage, the ranked table) and the probability scale of 6
-    n_passages = min(4, len(search.units)) + len(search.best())
-    assert shown.count('<span style="background:#') - 9 * 2 - 6 == n_passages * min(120, len(study))
+    said = cell_text(nb, "inside-09")
+    assert float(re.findall(r"(\d+(?:\.\d+)?) %", said)[0]) == pytest.approx(100 * share, abs=0.05)
+    assert {len(search.units), round(share * len(search.units)), search.n} <= set(numbers(said))
+    # the coloured passages: the top units, then the best unit of each feature, each character's value
+    # (its title) the unit's activation after reading it
+    passage = reading.window(0, 120)
+    shown_units = [(l, u) for l, u, _, _ in search.top_units(4)] + [(b.layer, b.unit) for b in search.best()]
+    values = np.concatenate([inside.activation(passage, searched, l)[:, u] for l, u in shown_units])
+    titles = re.findall(r'<span style="background:#[0-9a-f]{6}[^"]*" title="([-0-9.]+)">', shown)
+    assert [float(t) for t in titles] == pytest.approx(values.tolist(), abs=0.0051)  # shown to 2 decimals
     # the gates' figure for the gated cells, the closing-distance figure where a dependency has one
     images = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert images == (name != "rnn1") + (inside.longest_dependency(losses) is not None)
@@ -462,5 +483,85 @@ def test_a_bad_parameter_stops_the_notebook_with_one_line(prose_runs, tmp_path):
     r = run_papermill(NOTEBOOKS / "inside.ipynb", tmp_path / "bad.ipynb", "-p", "run_dir", str(prose_runs["rnn1"]),
                       "-p", "layer", "2")
     assert r.returncode != 0
+    errors = [o for c in nbformat.read(tmp_path / "bad.ipynb", as_version=4).cells for o in c.get("outputs", [])
+              if o.output_type == "error"]
+    assert [e.ename for e in errors] == ["InsideError"]
+    error = errors[0]
+    assert len(error.traceback) == 1 and "\n" not in error.evalue, error.traceback  # one line, no traceback
+    assert re.search(r"\blayer\b", error.evalue) and 2 in numbers(error.evalue), error.evalue  # the bad value
     last = [ln for ln in r.stderr.splitlines() if ln.strip()][-1]
-    assert last.startswith("InsideError: layer = 2 is not allowed"), last
+    assert last.split(":")[0] == "InsideError", last  # papermill ends with the same line
+
+
+# --- the notebook's default: the run the report reads ----------------------------------------------
+
+def _study_run(run: Path) -> studies.StudyRun:
+    config = Config.from_dict(json.loads((run / "config.json").read_text()))
+    return studies.StudyRun("models", run.name, run.name, run, config)
+
+
+def _write_build(folder: Path, quick: bool, seeds: dict[int, Path], plan: studies.Plan | None) -> manifest.Manifest:
+    """A build's manifest as ``report.build`` writes it, naming runs trained here."""
+    m = manifest.Manifest(build=folder, quick=quick, made=manifest.now(), command="make report", seeds=seeds,
+                          gradcheck=folder / "gradcheck.json", bench=folder / "bench.json", figures=folder / "figures",
+                          seed=0, passage_length=200, samples_until=None, workers=2, scheduler=None, plan=plan,
+                          scaling=None)
+    m.save()
+    return m
+
+
+def _best_val_loss(run: Path) -> float:
+    return json.loads((run / "summary.json").read_text())["best_val_loss"]
+
+
+@pytest.fixture
+def kernel_latest(tmp_path, monkeypatch):
+    """Point ``report.manifest.latest`` in the notebooks' kernel at a build folder (an IPython startup
+    file of a profile of its own), so that a notebook's default opens it and not this checkout's."""
+    def point(build: Path) -> None:
+        startup = tmp_path / "ipython" / "profile_default" / "startup"
+        startup.mkdir(parents=True)
+        (startup / "latest.py").write_text(
+            "def _point():\n    from report import manifest\n\n"
+            f"    manifest.latest = lambda root=None: manifest.load({str(build)!r})\n\n\n_point()\ndel _point\n")
+        monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+
+    return point
+
+
+def test_by_default_the_notebook_reads_the_model_study_s_best_network(prose_runs, tmp_path, kernel_latest):
+    """No run_dir, no build_dir: the newer build's (``manifest.latest``) model-study network with the
+    lowest held-out loss, compared with the study's n-gram (of order 3 here, not the default 8)."""
+    networks = [prose_runs["rnn1"], prose_runs["lstm1"]]
+    book = inside.run_corpus(inside.load_model(networks[0]))
+    ngram.run(book, tmp_path / "ngram", order=3, val_fraction=0.2)
+    plan = studies.Plan(sections=("models",), corpus=book.name, tweets=None, seed=0, budget=studies.QUICK,
+                        val_fraction=0.2, ngram=studies.NGramRun(tmp_path / "ngram", book.name, 3, 0.2),
+                        runs=tuple(_study_run(r) for r in networks))
+    build = _write_build(tmp_path / "build", True, {0: prose_runs["gru2"]}, plan)
+    kernel_latest(build.build)
+    nb = papermill("inside.ipynb", tmp_path / "out.ipynb", "-p", "passage_length", "60", "-p", "predictions_length",
+                   "20")
+    best, other = sorted(networks, key=_best_val_loss)
+    assert _best_val_loss(best) < _best_val_loss(other)
+    text = outputs_text(nb)
+    for run, read in ((best, True), (other, False)):
+        model = inside.load_model(run)
+        losses = inside.held_out_losses(model, book, inside.ngram_model(book, 0.2, tmp_path / "ngram"))
+        result = inside.class_losses(losses)
+        assert (f"| all | {losses.n:,} | 1.000 | {result.net:.3f} | {result.ngram:.3f} |" in text) == read
+    assert "3-gram" in text and "8-gram" not in text
+    note = cell_text(nb, "inside-build")  # which build: its kind, when it was made and its folder
+    assert build.kind in note and build.made in note and str(build.build) in note
+
+
+def test_without_a_model_study_the_notebook_reads_the_build_s_main_run(prose_runs, tmp_path):
+    seeds = {0: prose_runs["rnn1"], 1: prose_runs["gru2"]}
+    build = _write_build(tmp_path / "build", False, seeds, None)
+    nb = papermill("inside.ipynb", tmp_path / "out.ipynb", "-p", "build_dir", str(build.build), "-p",
+                   "passage_length", "60", "-p", "predictions_length", "20", "-p", "ngram_order", "4")
+    main = build.main_run()
+    text = cell_text(nb, "inside-04")  # the run read
+    assert [display.code(d.name) in text for d in seeds.values()] == [d == main for d in seeds.values()]
+    note = cell_text(nb, "inside-build")
+    assert build.kind in note and build.made in note and str(build.build) in note
