@@ -27,7 +27,7 @@ from .gradcheck import MS as GRADCHECK_MS
 from .gradcheck import format_table, run_checks
 from .model import resolve_backend
 from .rundir import latest_run, list_runs
-from .train import TrainingError, train
+from .train import TrainingError, resume_config, train
 
 
 class UsageError(Exception):
@@ -117,19 +117,7 @@ def build_parser() -> Parser:
 
 def cmd_train(a) -> int:
     settings = given(a)
-    if a.resume:
-        meta = ckpt.load_meta(Path(a.out) / ckpt.CHECKPOINT) if (Path(a.out) / ckpt.CHECKPOINT).is_file() else None
-        if meta is None:
-            raise UsageError(f"{a.out}: no run to resume (no {ckpt.CHECKPOINT})")
-        ckpt.check_meta(meta, Path(a.out) / ckpt.CHECKPOINT)
-        own = Config.from_dict(meta["config"])
-        if ("n_updates" in settings or "n_epochs" in settings) and "max_seconds" not in settings:
-            settings["max_seconds"] = None  # a new target replaces the old time budget
-        if "n_epochs" in settings:
-            settings.setdefault("n_updates", None)
-        cfg = own.replace(**settings)
-    else:
-        cfg = Config(**settings)
+    cfg = resume_config(a.out, settings) if a.resume else Config(**settings)
     show = None if a.quiet else (lambda s: print(f"{sample_heading(s)}\n{s['text']}\n", flush=True))
     if cfg.backend == "auto" and resolve_backend("auto") == "numpy":
         print("a4lib: numba or SciPy is not installed: the numpy backend trains (slower; pip install 'a4lib[fast]')",

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from .corpus import BUILTIN, Corpus, load_corpus
-from .config import Config, ConfigError
+from .config import BUDGET, Config, ConfigError
 from .model import make_network
 from .optim import flatten, make_optimizer
 from .rundir import RUN_FORMAT, Verdict
@@ -640,9 +640,9 @@ class Trainer:
     def resume(cls, out: Path, cfg: Config | None = None) -> "Trainer":
         """The trainer exactly as its last checkpoint left it, as ``rundir.verdict`` allows.
 
-        ``cfg`` (default: the run's own) may differ from the run's settings only in where to stop
-        (a new n_updates or n_epochs replaces the old target, max_seconds the time budget) and in
-        the corpus path, which must hold the same text (same sha256). A ResumeError (one line) for
+        ``cfg`` (default: the run's own; ``resume_config`` makes it from what is given anew) may
+        differ from the run's settings only in where to stop (n_updates, n_epochs, max_seconds) and
+        in the corpus path, which must hold the same text (same sha256). A ResumeError (one line) for
         any other verdict than resume, extend or done (a finished run: ``verdict`` says so); a
         CheckpointError for a checkpoint that does not hold a whole run.
         """
@@ -664,8 +664,8 @@ class Trainer:
             raise ResumeError(said.reason)
         if said.kind == "new":
             raise ResumeError(f"{out}: no run to resume ({said.reason})")
-        self = cls(own.replace(corpus=cfg.corpus if cfg.corpus is not None else own.corpus, n_updates=cfg.n_updates,
-                               n_epochs=cfg.n_epochs, max_seconds=cfg.max_seconds), out, corpus)
+        given = {"corpus": cfg.corpus if cfg.corpus is not None else own.corpus, **{k: getattr(cfg, k) for k in BUDGET}}
+        self = cls(_resumed(own, given), out, corpus)
         self.verdict = said
         arrays, meta = ckpt.load_arrays(path)
         try:
@@ -739,6 +739,28 @@ class Trainer:
             self.best_loss = math.inf  # a best chosen where the run ended, without a scheduled evaluation
         self.rng.bit_generator.state = meta["rng"]
         self.opt.eta = self.cfg.eta_after(self.epoch)
+
+
+def resume_config(out: str | Path, changes: dict | None = None) -> Config:
+    """The settings the run in ``out`` resumes with: its own, with ``changes`` (the settings given
+    anew: a4lib train --resume's flags, a notebook's) as ``_resumed`` combines them. A ResumeError
+    when ``out`` holds no checkpoint, a CheckpointError for one that is not a run's."""
+    path = Path(out) / ckpt.CHECKPOINT
+    if not path.is_file():
+        raise ResumeError(f"{out}: no run to resume (no {ckpt.CHECKPOINT})")
+    return _resumed(Config.from_dict(ckpt.check_meta(ckpt.load_meta(path), path)["config"]), changes or {})
+
+
+def _resumed(own: Config, changes: dict) -> Config:
+    """The run's settings ``own`` with ``changes``: a new target (n_updates or n_epochs) replaces the
+    old target, and the old time budget too unless max_seconds is given with it. Whether what
+    changes may change is ``rundir.verdict``'s to say (the budget and the corpus path only)."""
+    changes = dict(changes)
+    if ("n_updates" in changes or "n_epochs" in changes) and "max_seconds" not in changes:
+        changes["max_seconds"] = None
+    if "n_epochs" in changes:
+        changes.setdefault("n_updates", None)
+    return own.replace(**changes)
 
 
 def train(cfg: Config, out: Path, resume: bool = False, progress: bool = True,

@@ -349,6 +349,32 @@ def test_resume_without_checkpoint(tmp_path, tiny_config, small_text):
         train(tiny_config(small_text), tmp_path / "empty", resume=True, progress=False)
 
 
+def test_resume_config_is_the_one_budget_rule_of_a_resume(small_text, tmp_path, tiny_config, monkeypatch):
+    """What a resume trains to (issue 17 item 1, one owner): a new target replaces the old one and
+    the old time budget unless max_seconds comes with it; the command line builds its Config with
+    ``resume_config`` and trains to that target."""
+    from a4lib import cli
+    from a4lib.train import resume_config
+
+    out = tmp_path / "run"
+    train(tiny_config(small_text, n_updates=20, max_seconds=1000.0), out, progress=False)
+    own = resume_config(out)
+    assert (own.n_updates, own.n_epochs, own.max_seconds) == (20, None, 1000.0)
+    budgets = {(("n_updates", 30),): (30, None, None), (("n_updates", 30), ("max_seconds", 5.0)): (30, None, 5.0),
+               (("n_epochs", 2),): (None, 2, None), (("max_seconds", 7.0),): (20, None, 7.0)}
+    for changes, expected in budgets.items():
+        cfg = resume_config(out, dict(changes))
+        assert (cfg.n_updates, cfg.n_epochs, cfg.max_seconds) == expected, changes
+        assert cfg.differences(own, ignore=("n_updates", "n_epochs", "max_seconds")) == []
+    made = []
+    monkeypatch.setattr(cli, "resume_config", lambda *args: made.append(resume_config(*args)) or made[-1])
+    assert cli.main(["train", "--out", str(out), "--resume", "--updates", "30", "--quiet"]) == 0
+    assert [(c.n_updates, c.max_seconds) for c in made] == [(30, None)]
+    assert ckpt.read_json(out / "summary.json")["updates"] == 30
+    with pytest.raises(ResumeError):
+        resume_config(tmp_path / "nothing")
+
+
 def test_resume_refuses_a_changed_corpus(tmp_path, tiny_config):
     """A corpus file changed since the run started: resume refuses (sha256 differs)."""
     path = write_text(tmp_path / "t.txt", 100)
