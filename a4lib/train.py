@@ -107,8 +107,13 @@ def updates_per_epoch(corpus: Corpus, cfg: Config) -> int:
     n_train, _, _ = split(corpus, cfg.val_fraction)
     starts, ends = segments(corpus, cfg, n_train)
     plan = make_plan(starts, ends, cfg, np.random.default_rng(cfg.seed))
-    keep_tail = cfg.order == "chunks" or corpus.is_tweets
-    return int(sum(steps_in(int(n), cfg.seq_length, keep_tail) for n in plan[:, 0, 1] - plan[:, 0, 0]))
+    return plan_updates(plan, cfg.seq_length, cfg.order == "chunks" or corpus.is_tweets)
+
+
+def plan_updates(plan: np.ndarray, seq_length: int, keep_tail: bool) -> int:
+    """How many updates the epoch ``plan`` (``make_plan``'s) makes: its groups walked in steps of
+    seq_length (a short tail a step of its own when ``keep_tail``)."""
+    return int(sum(steps_in(int(n), seq_length, keep_tail) for n in plan[:, 0, 1] - plan[:, 0, 0]))
 
 
 def steps_in(length: int, seq_length: int, keep_tail: bool) -> int:
@@ -304,8 +309,8 @@ class Trainer:
 
     # walk ------------------------------------------------------------------------------------
     def updates_per_epoch(self) -> int:
-        lengths = self.plan[:, 0, 1] - self.plan[:, 0, 0]
-        return int(sum(steps_in(int(n), self.cfg.seq_length, self.keep_tail) for n in lengths))
+        """The updates of the current epoch (``plan_updates`` of its plan)."""
+        return plan_updates(self.plan, self.cfg.seq_length, self.keep_tail)
 
     def total_updates(self) -> int:
         if self.cfg.n_updates is not None:

@@ -611,16 +611,20 @@ def test_periodic_checkpoints_stay_a_small_share_of_the_time(small_text, tmp_pat
     assert (gaps >= 1).all()
 
 
-def test_updates_per_epoch_counts_what_the_trainer_walks(tmp_path, small_text):
-    """The library's count of an epoch's updates equals the trainer's, for the handout's walk, B streams,
-    a held-out part and chunks."""
+@pytest.mark.parametrize("overrides", [dict(), dict(batch_size=4), dict(val_fraction=0.2),
+                                       dict(order="chunks", chunk_length=50), dict(order="chunks", chunk_length=47)],
+                         ids=["handout", "4 streams", "held-out part", "chunks", "chunks with short tails"])
+def test_updates_per_epoch_is_the_number_of_steps_an_epoch_walks(tmp_path, small_text, overrides):
+    """updates_per_epoch (the library's, from a corpus and settings) is the number of steps the
+    trainer's walk makes before its epoch counter moves on, counted by walking it."""
     from a4lib import Config
     from a4lib.train import updates_per_epoch
 
-    small_text = str(small_text)
-    corpus = load_corpus(small_text)
-    for cfg in (Config(corpus=small_text, m=5, seq_length=10), Config(corpus=small_text, m=5, seq_length=10, batch_size=4),
-                Config(corpus=small_text, m=5, seq_length=10, val_fraction=0.2),
-                Config(corpus=small_text, m=5, seq_length=10, order="chunks", chunk_length=50)):
-        assert updates_per_epoch(corpus, cfg) == Trainer(cfg, tmp_path / "unused").updates_per_epoch()
-    assert updates_per_epoch(corpus, Config(corpus=small_text, seq_length=10)) == (len(corpus.ids) - 1) // 10
+    cfg = Config(corpus=str(small_text), m=5, seq_length=10, **overrides)
+    trainer = Trainer(cfg, tmp_path / "unused")
+    steps = 0
+    while trainer.epoch == 0:
+        trainer._advance()
+        steps += 1
+    assert updates_per_epoch(load_corpus(small_text), cfg) == steps
+    assert updates_per_epoch(load_corpus(small_text), Config(corpus=str(small_text), seq_length=10)) == 299 // 10
