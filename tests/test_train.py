@@ -591,24 +591,37 @@ def test_auto_backend_is_numba_where_installed(small_text, tmp_path, tiny_config
 
 
 def test_periodic_checkpoints_stay_a_small_share_of_the_time(small_text, tmp_path, tiny_config, monkeypatch):
-    """checkpoint_every = 1 with a save that takes 20 ms: saves are skipped so that they take about
-    a tenth of the time, not most of it; the run still ends with its final save."""
-    import time as _time
+    """checkpoint_every = 1 on a fake clock (each reading 1 ms after the last, each save 20 ms):
+    after a save, the next waits until 9 times as long as the save took has passed since it began,
+    so saves take about a tenth of the time, not most of it; the run still ends with its final save."""
+    import sys
+    import types
 
-    trainer = Trainer(tiny_config(small_text, n_updates=300, checkpoint_every=1), tmp_path / "r")
+    clock = types.SimpleNamespace(now=0.0)
+
+    def perf_counter():
+        clock.now += 0.001
+        return clock.now
+
+    monkeypatch.setattr(sys.modules["a4lib.train"], "time", types.SimpleNamespace(perf_counter=perf_counter))
+    trainer = Trainer(tiny_config(small_text, n_updates=1000, checkpoint_every=1), tmp_path / "r")
     real_save, saves = trainer.save, []
 
     def slow_save():
-        saves.append(trainer.updates)
-        _time.sleep(0.02)
+        begin = clock.now
+        clock.now += 0.02
         real_save()
+        saves.append((trainer.updates, begin, clock.now))
 
     monkeypatch.setattr(trainer, "save", slow_save)
     trainer.run(progress=False)
-    assert saves[0] == 1 and saves[-1] == 300
-    assert 2 <= len(saves) <= 300 // 5
-    gaps = np.diff(saves[:-1])
-    assert (gaps >= 1).all()
+    updates = [u for u, _, _ in saves]
+    assert updates[0] == 1 and updates[-1] == 1000
+    assert 4 <= len(saves) <= 1000 // 50
+    for (_, begin, end), (_, next_begin, _) in zip(saves[:-2], saves[1:-1]):  # the periodic ones
+        assert next_begin - begin >= 9 * (end - begin)
+    periodic = sum(end - begin for _, begin, end in saves[:-1])
+    assert periodic / clock.now < 1 / 9
 
 
 @pytest.mark.parametrize("overrides", [dict(), dict(batch_size=4), dict(val_fraction=0.2),
