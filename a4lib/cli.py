@@ -166,7 +166,7 @@ def summary_line(summary: dict, out) -> str:
     line += f"; best smooth loss {loss_text(summary['best_smooth_loss'])}"
     if summary.get("best_val_loss") is not None:
         line += f", best held-out loss {loss_text(summary['best_val_loss'])} nats/char"
-    return f"{line} (parameters of update {summary['best_update']:,} kept as the best); {out}/summary.json"
+    return f"{line} (the parameters after {summary['best_update']:,} updates kept as the best); {out}/summary.json"
 
 
 def cmd_generate(a) -> int:

@@ -412,11 +412,12 @@ class Trainer:
 
     def _measured(self, loss: float, h_last: np.ndarray) -> None:
         """The loss of the update being made, before its step: the smooth loss it records, and
-        (without held-out text) the parameters it was measured with and the state they end the
-        batch in as the best, when the smooth loss is the lowest yet."""
+        (without held-out text) the parameters it was measured with (those of ``self.updates``
+        updates) and the state they end the batch in as the best, when the smooth loss is the
+        lowest yet."""
         self._smooth = loss if self.smooth_loss is None else 0.999 * self.smooth_loss + 0.001 * loss
         if not self.has_val and self._smooth < self.best_loss:
-            self.best_loss, self.best_update = self._smooth, self.updates + 1
+            self.best_loss, self.best_update = self._smooth, self.updates
             np.copyto(self.best_w, self.w)
             np.copyto(self.best_state, np.reshape(h_last, self.state.shape)[0])
 
@@ -617,7 +618,11 @@ class Trainer:
         ckpt.write_json(self.out / "samples.json", self.samples)
 
     def write_summary(self, status: str, signal_name: str | None = None) -> dict:
-        """summary.json: status (running, finished, interrupted, diverged), where the run stands, its losses."""
+        """summary.json: status (running, finished, interrupted, diverged), where the run stands, its losses.
+
+        best_update is the number of updates the best parameters have had: with held-out text,
+        those of the update where the lowest held-out loss was measured; without, those the lowest
+        smooth loss was measured with (its update is best_update + 1; 0: the initial parameters)."""
         epochs_done = self.epoch + (self.updates - self.epoch_starts[-1]) / max(1, self.updates_per_epoch())
         summary = {
             "status": status,

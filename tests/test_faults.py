@@ -184,29 +184,36 @@ def test_held_out_evaluations_follow_their_schedule_and_the_end_is_off_the_recor
 
 # --- 2. the best parameters are those the best loss was measured with ----------------------------
 
-def test_the_best_parameters_are_those_before_the_best_updates_step(tmp_path, text):
-    """Without held-out text: the best parameters are the parameters after best_update - 1 updates
-    (those the loss of update best_update was measured with), and the best state the state
-    update best_update ends in."""
-    cfg = small(text, n_updates=300, eta=0.05)
+@pytest.mark.parametrize("overrides", [dict(eta=0.05, n_updates=300),
+                                       dict(eta=0.2, n_updates=310, val_fraction=0.2, val_every=20)],
+                         ids=["by the smooth loss", "by the held-out loss"])
+def test_best_update_is_the_number_of_updates_the_best_parameters_have_had(tmp_path, text, overrides):
+    """One convention with and without held-out text (was: without it, one more than the updates
+    the best parameters had): the best parameters are those of the same run stopped after
+    best_update updates. Without held-out text they are those the lowest smooth loss (of update
+    best_update + 1) was measured with, and the best state the state that update ends in."""
+    cfg = small(text, **overrides)
     summary = train(cfg, tmp_path / "run", progress=False)
     best = summary["best_update"]
-    assert 1 < best <= 300
-    train(cfg.replace(n_updates=best - 1), tmp_path / "before", progress=False)
+    assert 1 < best < cfg.n_updates  # (with held-out text: an evaluation on its schedule, at most 300)
     train(cfg.replace(n_updates=best), tmp_path / "at", progress=False)
-    run, before, at = (ckpt.load_arrays(tmp_path / d / ckpt.CHECKPOINT)[0] for d in ("run", "before", "at"))
-    np.testing.assert_array_equal(run["best_w"], before["w"])
-    np.testing.assert_array_equal(run["best_state"], at["last_state"])
+    run, at = (ckpt.load_arrays(tmp_path / d / ckpt.CHECKPOINT)[0] for d in ("run", "at"))
+    np.testing.assert_array_equal(run["best_w"], at["w"])
+    if "val_fraction" not in overrides:
+        assert run["smooth_loss"][best] == run["smooth_loss"].min()
+        train(cfg.replace(n_updates=best + 1), tmp_path / "after", progress=False)
+        after = ckpt.load_arrays(tmp_path / "after" / ckpt.CHECKPOINT)[0]
+        np.testing.assert_array_equal(run["best_state"], after["last_state"])
 
 
 def test_a_diverged_run_keeps_the_parameters_its_best_loss_was_measured_with(tmp_path, text):
-    """--eta 1000: the run diverges at once; its best (update 1) is the initial parameters, which
-    predict the text about as well as chance (log K nats per character), not the exploded ones."""
+    """--eta 1000: the run diverges at once; its best (after 0 updates) is the initial parameters,
+    which predict the text about as well as chance (log K nats per character), not the exploded ones."""
     code, _, err = run_main("train", "--corpus", text, "--out", tmp_path / "run", "--eta", 1000, "--updates", 3000,
                             *SMALL)
     assert code == 1, err
     params, meta = ckpt.load_params(tmp_path / "run", "best")
-    assert meta["best_update"] == 1 and meta["diverged"]
+    assert meta["best_update"] == 0 and meta["diverged"]
     initial = Trainer(Config.from_dict(meta["config"]), tmp_path / "unused")
     for k, v in params.items():
         np.testing.assert_array_equal(v, initial.params[k], err_msg=k)
