@@ -1,13 +1,24 @@
 """Shared fixtures and helpers: small texts written into tmp_path, a factory for tiny training
-configs, random model problems, and the networks' equations written out independently of
-a4lib.model (``own_forward``) with centred differences of any loss (``own_numerical``)."""
+configs, random model problems, the networks' equations written out independently of a4lib.model
+(``own_forward``) with centred differences of any loss (``own_numerical``), and `python -m a4lib`
+as a process (``a4lib_command``, ``start``, ``wait_until``)."""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import a4lib
 from a4lib import Config
 from a4lib.model import Network
+
+#: the folder holding the a4lib under test: subprocesses import the same one
+PACKAGE_PARENT = Path(a4lib.__file__).resolve().parent.parent
 
 SMALL_ALPHABET = list("abcdefg h.")  # no newline: CLI output can be split on its final "\n"
 CELLS = ("rnn", "gru", "lstm")
@@ -152,3 +163,36 @@ def own_numerical(loss, params: dict, h: float = 1e-5) -> dict:
             g[i] = (loss(plus) - loss(minus)) / (2 * h)
         out[name] = g.reshape(params[name].shape)
     return out
+
+
+# --- `python -m a4lib` as a process --------------------------------------------------------------
+
+def a4lib_env() -> dict:
+    """The environment of an a4lib process: this a4lib first on its path, one BLAS thread."""
+    path = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "OPENBLAS_NUM_THREADS": "1"}
+
+
+def a4lib_command(*args, umask: int | None = None) -> list[str]:
+    """The argv of `python -m a4lib ARGS`, under ``umask`` when given."""
+    argv = [sys.executable, "-m", "a4lib", *map(str, args)]
+    if umask is None:
+        return argv
+    return ["sh", "-c", f'umask {umask:03o}; exec "$0" "$@"', *argv]
+
+
+def start(*args) -> subprocess.Popen:
+    """`python -m a4lib ARGS` as a process in the background (stdout and stderr piped, as text)."""
+    return subprocess.Popen(a4lib_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=a4lib_env())
+
+
+def wait_until(condition, proc: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
+    """Poll ``condition()`` until true; fail when ``proc`` ends first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the process ended (exit {proc.returncode}) first: {proc.communicate()[1][-500:]}")
+        if time.monotonic() > deadline:
+            pytest.fail("timed out waiting")
+        time.sleep(0.02)

@@ -11,22 +11,20 @@ import math
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import a4lib
 from a4lib import Config, checkpoint as ckpt, load_corpus
 from a4lib.cli import main
 from a4lib.model import Network, make_network
 from a4lib.rundir import list_runs, status, verdict
 from a4lib.train import Trainer, evaluate, train
 
-PACKAGE_PARENT = Path(a4lib.__file__).resolve().parent.parent
+from conftest import start, wait_until
+
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 SMALL = ["--m", "8", "--sample-every", "0", "--quiet", "--backend", "numpy"]
 
@@ -104,26 +102,6 @@ def assert_same_run(a: dict, b: dict) -> None:
     assert a["samples"] == b["samples"]
     assert a["meta"] == b["meta"]
     assert a["summary"] == b["summary"]
-
-
-def env() -> dict:
-    path = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "OPENBLAS_NUM_THREADS": "1"}
-
-
-def start(*args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "a4lib", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env())
-
-
-def wait_until(condition, proc: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the process ended (exit {proc.returncode}) first: {proc.communicate()[1][-500:]}")
-        if time.monotonic() > deadline:
-            pytest.fail("timed out waiting")
-        time.sleep(0.02)
 
 
 def meta_of(run_dir: Path) -> dict:

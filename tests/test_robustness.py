@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import a4lib
 from a4lib.cli import main
 
+from conftest import a4lib_command, a4lib_env, start, wait_until
+
 ROOT = Path(__file__).resolve().parents[1]
-#: the folder holding the a4lib under test: subprocesses import the same one
-PACKAGE_PARENT = Path(a4lib.__file__).resolve().parent.parent
 SHAKESPEARE = Path("/work/shared/data/tinyshakespeare.txt")
 #: small and fast: the numpy backend (no numba compile in subprocesses), no samples, no progress bar
 SMALL = ["--m", "8", "--sample-every", "0", "--quiet", "--backend", "numpy"]
@@ -48,29 +47,10 @@ def run_main(*argv) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def _env() -> dict:
-    path = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "OPENBLAS_NUM_THREADS": "1"}
-
-
-def a4lib_command(*args, umask: int | None = None) -> list[str]:
-    """The argv of `python -m a4lib ARGS`, under ``umask`` when given."""
-    argv = [sys.executable, "-m", "a4lib", *map(str, args)]
-    if umask is None:
-        return argv
-    return ["sh", "-c", f'umask {umask:03o}; exec "$0" "$@"', *argv]
-
-
 def cli(*args, umask: int | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`python -m a4lib ARGS` as a process, to its end."""
     return subprocess.run(a4lib_command(*args, umask=umask), capture_output=True, text=True, timeout=120,
-                          env=_env(), cwd=cwd)
-
-
-def start(*args) -> subprocess.Popen:
-    """`python -m a4lib ARGS` as a process in the background."""
-    return subprocess.Popen(a4lib_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+                          env=a4lib_env(), cwd=cwd)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -78,17 +58,6 @@ def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.communicate(timeout=30)
-
-
-def wait_until(condition, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
-    """Poll ``condition()`` until true; fail when ``proc`` ends first or the time runs out."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the process ended (exit {proc.returncode}) first: {proc.communicate()[1][-500:]}")
-        if time.monotonic() > deadline:
-            pytest.fail("timed out waiting")
-        time.sleep(0.02)
 
 
 def assert_one_line(err: str) -> str:
