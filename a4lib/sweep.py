@@ -657,8 +657,7 @@ def command(args: argparse.Namespace) -> int:
     both = [name for name in grid if name in _config.given(args)]
     if both:
         raise ConfigError(f"{both[0]} is given both as {flag_of(both[0])} and on the grid: give it once")
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers {args.workers}: expected an integer >= 1")
+    _check_workers(args.workers)
     base = Config.from_namespace(args)
     try:
         entries = sweep(base, grid, args.out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)

@@ -89,6 +89,18 @@ def test_a_grid_setting_given_as_a_flag_too_is_refused(tmp_path, capsys):
     assert "eta is given both as --eta and on the grid" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("workers", [0, -2])
+def test_bad_workers_are_refused_by_one_rule_for_the_command_and_the_library(base, tmp_path, capsys, workers):
+    """--workers 0 and sweep(workers=0): the same one-line refusal (one check, ``_check_workers``),
+    exit 2, nothing made."""
+    with pytest.raises(ConfigError) as err:
+        sweep.sweep(base, {"seed": [0]}, tmp_path / "sw", workers=workers, progress=False)
+    assert cli.main(["sweep", "--out", str(tmp_path / "sw"), "--grid", "seed=0", "--workers", str(workers),
+                     "--quiet"]) == 2
+    assert capsys.readouterr().err == f"a4lib: error: {err.value}\n"
+    assert not (tmp_path / "sw").exists()
+
+
 def test_python_grids_are_checked(base, tmp_path):
     for grid, said in [({"etta": [1.0]}, "did you mean 'eta'"), ({"eta": []}, "non-empty list"),
                        ({"eta": "0.1"}, "non-empty list"), ({"eta": ["x"]}, "eta = 'x' is not allowed"), ({}, "empty")]:
