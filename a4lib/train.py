@@ -205,13 +205,21 @@ def available_memory() -> int | None:
     return min(found) if found else None
 
 
+def n_parameters(cfg: Config, K: int) -> int:
+    """How many parameters the network of ``cfg`` over K characters has, from the shapes
+    ``Network.init_params`` gives them (G: the cell's gates, 1 rnn, 3 gru, 4 lstm): per layer U
+    (G m x K, above the first G m x m), W (G m x m) and b (G m); then V (K x m) and c (K)."""
+    net = make_network(cfg, K, backend="numpy")  # its shapes only: nothing is allocated
+    Gm, m = net.G * net.m, net.m
+    return sum(Gm * ((K if layer == 1 else m) + m + 1) for layer in range(1, net.layers + 1)) + K * m + K
+
+
 def check_memory(cfg: Config, K: int) -> None:
     """A ConfigError, before anything is allocated, when the run cannot fit in memory: a lower
-    bound of what it needs (every model has at least m x m + 2 m x K parameters per layer, and the
-    trainer keeps at least four vectors of them: parameters, gradient, best parameters, optimizer
-    state) against ``available_memory``."""
+    bound of what it needs (the trainer keeps at least four vectors of ``n_parameters``:
+    parameters, gradient, best parameters, optimizer state) against ``available_memory``."""
     free = available_memory()
-    n_params = cfg.m * (cfg.m + 2 * K) * cfg.layers
+    n_params = n_parameters(cfg, K)
     need = 4 * n_params * np.dtype(cfg.dtype).itemsize
     if free is not None and need > free:
         raise ConfigError(f"m = {cfg.m:,} needs at least {need / 2**30:,.1f} GiB ({n_params:,} parameters), "

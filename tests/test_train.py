@@ -504,6 +504,28 @@ def test_config_validation(small_text, tiny_config, tmp_path, field, value):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_the_memory_check_counts_the_networks_parameters(small_text, tiny_config, monkeypatch, cell, layers):
+    """n_parameters is the size of the parameters init_params draws (layers above the first and
+    gated cells included); check_memory refuses a run whose four vectors of them do not fit."""
+    import sys
+
+    from a4lib import ConfigError
+    from a4lib.train import check_memory, n_parameters
+
+    cfg = tiny_config(small_text, model=cell, layers=layers, m=7, dtype="float32")
+    params = Network(cell, 11, 7, layers=layers).init_params(np.random.default_rng(0))
+    assert n_parameters(cfg, 11) == sum(v.size for v in params.values())
+    need = 4 * n_parameters(cfg, 11) * 4
+    train_module = sys.modules["a4lib.train"]
+    monkeypatch.setattr(train_module, "available_memory", lambda: need)
+    check_memory(cfg, 11)
+    monkeypatch.setattr(train_module, "available_memory", lambda: need - 1)
+    with pytest.raises(ConfigError):
+        check_memory(cfg, 11)
+
+
 # --- learning -----------------------------------------------------------------------------------
 
 def test_memorises_a_repeating_pattern(tmp_path, tiny_config):
