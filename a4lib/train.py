@@ -300,7 +300,7 @@ class Trainer:
         self.opt_state = self.opt.init_state(self.w)
         self.best_w = self.w.copy()
         self.best_state = self.model.zero_state(self.params)  # stream 0's state at the best update
-        self.last_h = self.best_state.copy()  # stream 0's state after the last update
+        self.last_state = self.best_state.copy()  # stream 0's state after the last update (an LSTM's c too)
         self.best_loss, self.best_update = math.inf, 0
         self.updates = self.epoch = self.group = self.offset = 0
         self.plan = make_plan(self.seg_starts, self.seg_ends, cfg, self.rng)
@@ -370,7 +370,7 @@ class Trainer:
         self._measured(loss, h_last)  # before the step: the parameters this loss was measured with
         self.opt.step(self.w, self.dw, self.opt_state, self.cfg.clip)
         self.state = h_last.reshape(self.state.shape)
-        self.last_h = self.state[0]  # kept when _advance resets the state for a new epoch or chunk
+        self.last_state = self.state[0]  # kept when _advance resets the state for a new epoch or chunk
         return loss
 
     def _stopping(self) -> bool:
@@ -406,8 +406,8 @@ class Trainer:
                 val = evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends, stop=self._stopping)
             else:
                 n_chars = int(np.sum(self.val_ends - self.val_starts))
-                val = evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends, state0=self.last_h,
-                               streams=held_out_streams(n_chars), stop=self._stopping)
+                val = evaluate(self.model, self.params, self.ids, self.val_starts, self.val_ends,
+                               state0=self.last_state, streams=held_out_streams(n_chars), stop=self._stopping)
         if val is not None and not math.isfinite(val):
             raise TrainingError(f"the held-out loss became {val} at update {self.updates:,}: the run diverged (try a "
                                 f"smaller eta); its best parameters are saved as its last in {self.out}")
@@ -456,7 +456,7 @@ class Trainer:
     def _record_best(self, loss: float) -> None:
         self.best_loss, self.best_update = loss, self.updates
         np.copyto(self.best_w, self.w)
-        np.copyto(self.best_state, self.last_h)
+        np.copyto(self.best_state, self.last_state)
 
     def _show(self, sample: dict, on_sample) -> None:
         if on_sample and sample["update"] != self._shown_sample:
@@ -569,7 +569,7 @@ class Trainer:
         self.diverged = True
         np.copyto(self.w, self.best_w)
         self.state[...] = 0.0
-        self.last_h = self.best_state.copy()
+        self.last_state = self.best_state.copy()
         for v in self.opt_state.values():
             v[~np.isfinite(v)] = 0.0
         self.save()
@@ -607,8 +607,7 @@ class Trainer:
         """checkpoint.npz (all a resume needs), history.npz and samples.json."""
         history = self.history_arrays()
         arrays = {"w": self.w, "best_w": self.best_w, "state": self.state, "best_state": self.best_state,
-                  "last_state": self.last_h,
-                  "plan": self.plan,
+                  "last_state": self.last_state, "plan": self.plan,
                   **{f"opt_{k}": v for k, v in self.opt_state.items()}, **history}
         meta = {
             "format": RUN_FORMAT,
@@ -720,7 +719,7 @@ class Trainer:
         self.w[...] = exactly("w", self.w)
         self.best_w[...] = exactly("best_w", self.w)
         self.best_state[...] = exactly("best_state", self.best_state)
-        self.last_h = exactly("last_state", self.best_state).copy()
+        self.last_state = exactly("last_state", self.best_state).copy()
         for k in self.opt_state:
             self.opt_state[k][...] = exactly(f"opt_{k}", self.opt_state[k])
         self.state = exactly("state", self.state).copy()

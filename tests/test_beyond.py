@@ -88,7 +88,7 @@ def test_validation_loss_is_the_direct_computation(tmp_path):
     n = len(tr.ids)
     start = n - int(0.2 * n)
     assert tr.n_train == start
-    h0 = tr.last_h.copy()
+    h0 = tr.last_state.copy()
     assert np.abs(h0).max() > 0.01  # a real state, so starting from it matters
     h, total = h0.copy(), 0.0
     for t in range(start, n - 1):  # one character at a time, from the definition
@@ -115,7 +115,7 @@ def test_best_state_is_saved_and_generation_starts_from_it(tmp_path):
     best = ckpt.load_state(out, "best")
     assert tr.best_update > 0 and np.abs(best).max() > 0.01
     np.testing.assert_array_equal(best, tr.best_state)
-    np.testing.assert_array_equal(ckpt.load_state(out, "last"), tr.last_h)  # not zeroed by a new epoch
+    np.testing.assert_array_equal(ckpt.load_state(out, "last"), tr.last_state)  # not zeroed by a new epoch
     params, _ = ckpt.load_params(out, "best")
     text = generate(tr.model, params, tr.corpus, 40, np.random.default_rng(1), state=best)
     x0 = tr.corpus.char_to_ix[primer(tr.corpus)]  # the default prime, one character: the first input
@@ -213,11 +213,11 @@ def test_tweet_validation_starts_each_tweet_from_zero(tmp_path):
     tr = Trainer(Config(corpus=str(path), m=5, seq_length=10, val_fraction=0.2, n_updates=30, sample_every=0),
                  tmp_path / "t")
     tr.run(progress=False)
-    assert np.abs(tr.last_h).max() > 0.01
+    assert np.abs(tr.last_state).max() > 0.01
     zero = evaluate(tr.model, tr.params, tr.ids, tr.val_starts, tr.val_ends)
     assert tr.validate_now() == pytest.approx(zero, rel=1e-12)
     assert zero != pytest.approx(evaluate(tr.model, tr.params, tr.ids, tr.val_starts, tr.val_ends,
-                                          state0=tr.last_h), rel=1e-6)
+                                          state0=tr.last_state), rel=1e-6)
 
 
 def test_last_state_survives_the_epoch_reset(tmp_path):
@@ -232,4 +232,4 @@ def test_last_state_survives_the_epoch_reset(tmp_path):
     assert not tr.state.any()  # the new epoch's h
     last = ckpt.load_state(out, "last")
     assert np.abs(last).max() > 0.01
-    np.testing.assert_array_equal(last, tr.last_h)
+    np.testing.assert_array_equal(last, tr.last_state)

@@ -77,7 +77,7 @@ def test_trainer_keeps_everything_in_its_dtype_and_resumes(tmp_path, small_text,
     assert whole.w.dtype == whole.dw.dtype == np.float32
     assert all(v.dtype == np.float32 for v in whole.params.values())
     assert whole.opt_state["m"].dtype == whole.opt_state["v"].dtype == np.float32
-    assert whole.state.dtype == whole.last_h.dtype == whole.best_state.dtype == np.float32
+    assert whole.state.dtype == whole.last_state.dtype == whole.best_state.dtype == np.float32
 
     train(cfg.replace(n_updates=15), tmp_path / "half", progress=False)
     train(cfg, tmp_path / "half", resume=True, progress=False)

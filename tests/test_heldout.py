@@ -80,6 +80,6 @@ def test_validate_now_cuts_the_held_out_text_into_streams(tmp_path, model, layer
     n = int(tr.val_ends[0] - tr.val_starts[0])
     assert held_out_streams(n) == 5
     plain = Network(model, tr.corpus.K, 8, layers=layers, backend=tr.backend)
-    expected = evaluate(plain, tr.params, tr.ids, tr.val_starts, tr.val_ends, state0=tr.last_h, streams=5)
+    expected = evaluate(plain, tr.params, tr.ids, tr.val_starts, tr.val_ends, state0=tr.last_state, streams=5)
     assert tr.validate_now() == pytest.approx(expected, rel=1e-13)
     assert tr.val_hist[-1][1] == pytest.approx(expected, rel=1e-13)

@@ -167,7 +167,7 @@ def test_validation_text_is_never_trained_on(tmp_path, tiny_config):
     assert len(windows) == 60
     assert [u for u, _ in trainer.val_hist] == [20, 40, 60]
     held = ids[n_train:]
-    expected = trainer.model.loss(trainer.params, held[:-1], held[1:], trainer.last_h) / (len(held) - 1)
+    expected = trainer.model.loss(trainer.params, held[:-1], held[1:], trainer.last_state) / (len(held) - 1)
     assert trainer.val_hist[-1][1] == pytest.approx(expected, rel=1e-10)
     assert summary["best_val_loss"] == pytest.approx(min(v for _, v in trainer.val_hist))
     assert summary["final_val_loss"] == pytest.approx(expected, rel=1e-10)
