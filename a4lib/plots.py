@@ -58,7 +58,8 @@ def loss_curve(history: Mapping, *, title: str | None = None, raw: bool = False,
                best_update: int | None = None, figsize=(8.0, 4.0)) -> Figure:
     """The smooth loss against the update number, epoch boundaries dashed and labelled.
 
-    raw: also draw the per-update loss, faintly. best_update: mark the smooth loss there.
+    raw: also draw the per-update loss, faintly. best_update (the updates the best parameters have
+    had): mark the smooth loss measured with them, at update best_update + 1.
     A held-out loss (``val_update``, ``val_loss``, mean per character) goes on a second axis.
     """
     smooth = np.asarray(history["smooth_loss"], dtype=np.float64)
@@ -69,9 +70,9 @@ def loss_curve(history: Mapping, *, title: str | None = None, raw: bool = False,
     if raw and "loss" in history and len(history["loss"]) == n:
         ax.plot(x, np.asarray(history["loss"]), color="tab:blue", alpha=0.15, linewidth=0.5, label="loss")
     ax.plot(x, smooth, color="tab:blue", linewidth=1.4, label="smooth loss")
-    if best_update is not None and 1 <= best_update <= n:
-        ax.plot([best_update], [smooth[best_update - 1]], "o", color="tab:red", markersize=5,
-                label=f"best: update {best_update:,}", zorder=3)
+    if best_update is not None and 0 <= best_update < n:
+        ax.plot([best_update + 1], [smooth[best_update]], "o", color="tab:red", markersize=5,
+                label=f"best parameters: after {best_update:,} updates", zorder=3)
     n_epochs = mark_epochs(ax, history.get("epoch_starts", [0]), n) if n else 0
     if n_epochs > 1:
         ax.plot([], [], color="0.45", linestyle="--", linewidth=0.8, label="epoch boundary")

@@ -33,7 +33,8 @@ LOCK = ".lock"
 #: what a run directory holds and means; bumped when that changes, so that no run of another format is
 #: continued or reused (see ``verdict``). 2: held-out loss from the training state, the states that go with
 #: the parameters saved. 3: the best parameters are those the best loss was measured with (before the
-#: update's step), held-out evaluations only on their schedule (where a run ends, off the record).
+#: update's step), best_update the number of updates they have had, held-out evaluations only on their
+#: schedule (where a run ends, off the record).
 RUN_FORMAT = 3
 
 
