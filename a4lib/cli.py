@@ -170,7 +170,7 @@ def summary_line(summary: dict, out) -> str:
 
 
 def cmd_generate(a) -> int:
-    from .analysis import passage
+    from .results.analysis import passage
 
     if a.run_dir is None:
         run_dir = latest_run()

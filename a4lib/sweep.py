@@ -614,8 +614,8 @@ def write_results(out: Path, entries: list[dict]) -> None:
     """sweep.json, sweep.csv and sweep.png (the curves of the runs that have a history),
     atomically: the ``entries`` after those of earlier sweeps into ``out`` (runs still there),
     so that a sweep of part of a grid keeps the rest."""
-    from .analysis import sweep_csv
-    from .plots import png_bytes, sweep_curves
+    from .results.analysis import sweep_csv
+    from .results.plots import png_bytes, sweep_curves
 
     out.mkdir(parents=True, exist_ok=True)
     entries = _earlier(out, {e["name"] for e in entries}) + entries
@@ -651,7 +651,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(args: argparse.Namespace) -> int:
     """``a4lib sweep``: 0 when every run finished or diverged, 1 when one could not train, 128 + the
     signal's number when stopped (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
-    from .analysis import sweep_table
+    from .results.analysis import sweep_table
 
     grid = parse_grid(args.grid)
     both = [name for name in grid if name in _config.given(args)]

@@ -635,7 +635,7 @@ def select_sections(source: Path, sections: list[str] | tuple[str, ...], out: Pa
 
 def best_network(plan: studies.Plan) -> Path:
     """The model study's best network (``analysis.rank_runs``): the run the inside section reads."""
-    from a4lib.analysis import rank_runs
+    from a4lib.results.analysis import rank_runs
     from a4lib.rundir import read_json_or
 
     runs = {r.dir: read_json_or(r.dir / "summary.json", {}) for r in plan.runs_of("models")}

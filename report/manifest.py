@@ -51,8 +51,8 @@ class Manifest:
         return "quick" if self.quick else "full"
 
     def main_run(self) -> Path:
-        """The report's main run: the best seed's (``a4lib.analysis.main_run``)."""
-        from a4lib.analysis import main_run
+        """The report's main run: the best seed's (``a4lib.results.analysis.main_run``)."""
+        from a4lib.results.analysis import main_run
 
         return main_run(self.seeds)
 

@@ -1,4 +1,4 @@
-"""a4lib.analysis: the numbers the report's sentences are made of, checked on numbers (histories
+"""a4lib.results.analysis: the numbers the report's sentences are made of, checked on numbers (histories
 written here, and small real runs)."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a4lib import Config, analysis, rundir, train
+from a4lib import Config, rundir, train
+from a4lib.results import analysis
 from a4lib.config import defaults
 
 

@@ -41,7 +41,7 @@ def test_best_refuses_a_missing_corpus_in_one_line(tmp_path, capsys):
 
 
 def test_the_report_shows_the_headline_run_only_on_its_own_text(tmp_path, text, monkeypatch):
-    from a4lib import analysis
+    from a4lib.results import analysis
 
     monkeypatch.setattr(best, "HEADLINE", best.HEADLINE.replace(m=8, batch_size=2, seq_length=10, val_every=20,
                                                                 n_epochs=1, max_seconds=30.0))

@@ -1,6 +1,6 @@
 """The report's part beyond the assignment: the studies as report/studies.py plans them (runs as
 Config, their command lines, the plan's JSON form), the build's options, and notebooks/beyond.ipynb
-executed on small real runs, its numbers checked against a4lib.analysis. The quick report built
+executed on small real runs, its numbers checked against a4lib.results.analysis. The quick report built
 with make is checked in test_report.py (one build for both)."""
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a4lib import analysis, rundir
+from a4lib import rundir
+from a4lib.results import analysis
 from a4lib.cli import main as a4lib_main
 from a4lib.config import Config
 from report import build, manifest, studies

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a4lib import Config, display, inside, inside_display, ngram, train
+from a4lib import Config, ngram, train
+from a4lib.results import display, inside, inside_display
 from a4lib.corpus import Corpus
 from a4lib.model import Network
 from a4lib.train import evaluate

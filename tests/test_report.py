@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a4lib import display, notebook, plots
+from a4lib import notebook
+from a4lib.results import display, plots
 from report import build, manifest, studies
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,9 +49,10 @@ need_pdf = pytest.mark.skipif(not (CHROMIUM and PDFTOTEXT),
 
 def test_the_library_holds_no_report_html_and_no_chdir():
     tags = re.compile(r"<(p|table|div|h[1-6]|ul|li|span)[ >]")
-    for name in ("analysis.py", "plots.py", "train.py", "rundir.py", "notebook.py", "display.py"):  # numbers, Markdown
+    for name in ("results/analysis.py", "results/plots.py", "train.py", "rundir.py", "notebook.py",
+                 "results/display.py"):  # numbers, Markdown
         assert not tags.search((ROOT / "a4lib" / name).read_text(encoding="utf-8")), name
-    for path in [*(ROOT / "a4lib").glob("*.py"), ROOT / "report" / "build.py", ROOT / "report" / "studies.py"]:
+    for path in [*(ROOT / "a4lib").rglob("*.py"), ROOT / "report" / "build.py", ROOT / "report" / "studies.py"]:
         assert "os.chdir" not in path.read_text(encoding="utf-8"), path.name
 
 
@@ -457,7 +459,8 @@ def test_commands_run_as_written_from_the_project_folder(built):
 
 
 def test_html_numbers_are_the_runs(built):
-    from a4lib import analysis, rundir
+    from a4lib import rundir
+    from a4lib.results import analysis
 
     out, b = built["out"], built["build"]
     html = html_of(out)

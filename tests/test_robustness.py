@@ -368,7 +368,8 @@ def test_the_run_s_text_is_found_and_checked_alike_for_resume_inside_and_ngram(t
     settings name it, each checked by its sha256. Trained from folder a with s.txt, the text then
     moved to folder b: from b, resume, the inside analysis and n-gram generation all find it (the
     n-gram tried only the absolute path); another text there: all three refuse."""
-    from a4lib import inside, load_corpus, ngram
+    from a4lib import load_corpus, ngram
+    from a4lib.results import inside
     from a4lib.train import Trainer
 
     a, b = tmp_path / "a", tmp_path / "b"
@@ -617,7 +618,7 @@ def test_runs_lists_a_run_with_a_corrupt_summary_as_unreadable(run_copy, tmp_pat
 
 def test_a_plain_text_with_an_end_of_text_character_generates_prose(tmp_path):
     """The report's passage (analysis.passage) knows a plain text with one EOT is no tweet corpus."""
-    from a4lib import analysis
+    from a4lib.results import analysis
 
     path = tmp_path / "prose.txt"
     path.write_text(_some_text(3000) + "\x03" + _some_text(3000), encoding="utf-8")

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a4lib import analysis, cli, sweep
+from a4lib import cli, sweep
+from a4lib.results import analysis
 from a4lib.config import Config, ConfigError
 from a4lib.rundir import RunDirError, status
 from a4lib.train import train

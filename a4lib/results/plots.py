@@ -125,7 +125,7 @@ def png_bytes(fig: Figure, dpi: int = 150) -> bytes:
 
 def save(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
     """Write the figure as PNG to ``path`` atomically (folders made as needed); the path."""
-    from .checkpoint import write_bytes
+    from ..checkpoint import write_bytes
 
     write_bytes(Path(path), png_bytes(fig, dpi))
     return Path(path)

@@ -66,7 +66,7 @@ def pct(x: float | None, digits: int = 0) -> str:
 def path(p: str | Path) -> str:
     """A file's path as the report shows it: relative to the project folder when it is inside it
     (``data/goblet_book.txt``), or to the folder above (``../shared/data/x.txt``); otherwise as it is."""
-    from .rundir import project_root
+    from ..rundir import project_root
 
     root, p = project_root(), Path(str(p))
     if root is None or not p.is_absolute():
@@ -192,7 +192,7 @@ def activation() -> str | None:
     import os
     import sys
 
-    from .rundir import project_root
+    from ..rundir import project_root
 
     root, prefix = project_root(), Path(sys.prefix)
     if os.environ.get("CONDA_DEFAULT_ENV") and (prefix / "conda-meta").is_dir():
@@ -227,7 +227,7 @@ def premise(name: str, holds: bool, assumed: str, observed: str) -> None:
     (``a4lib.notebook.premise_notes``), so a rewritten answer without the marker builds clean."""
     said = (f"**Rewrite the answer below:** it assumes {assumed}, but the run shows {observed}." if not holds else
             f"The answer below assumes {assumed}; the run agrees ({observed}).")
-    from .notebook import PREMISE
+    from ..notebook import PREMISE
 
     show(Markdown(said, metadata={PREMISE: {"name": name, "holds": bool(holds), "assumed": assumed,
                                             "observed": observed}}))

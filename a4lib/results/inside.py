@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import Corpus, CorpusError
-from .model import Network
+from ..corpus import Corpus, CorpusError
+from ..model import Network
 
 CHUNK = 4096  # characters per call of Network.trace (its caches grow with the length)
 LEFT, RIGHT = 0.1, 0.9  # a gate is left-saturated below LEFT, right-saturated above RIGHT (the 2015 paper)
@@ -90,8 +90,8 @@ class RunModel:
 
 def load_model(run_dir: str | Path, which: str = "best") -> RunModel:
     """The network of a training run directory with its ``best`` (or ``last``) parameters."""
-    from .checkpoint import CheckpointError, load_params, load_state
-    from .model import make_network
+    from ..checkpoint import CheckpointError, load_params, load_state
+    from ..model import make_network
 
     run_dir = Path(run_dir)
     try:
@@ -110,7 +110,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> RunModel:
 def run_corpus(model: RunModel, corpus: str | Path | None = None) -> Corpus:
     """The text the run trained on: ``corpus`` when given, else where its checkpoint says
     (``rundir.run_text``); its sha256 must be the run's."""
-    from .rundir import RunDirError, checkpoint_texts, run_text
+    from ..rundir import RunDirError, checkpoint_texts, run_text
 
     try:
         return run_text(model.run_dir, model.meta["corpus"].get("sha256"), checkpoint_texts(model.meta), corpus)
@@ -120,7 +120,7 @@ def run_corpus(model: RunModel, corpus: str | Path | None = None) -> Corpus:
 
 def held_out_segments(corpus: Corpus, val_fraction: float) -> list[tuple[int, int]]:
     """The (start, end) segments of the held-out part (``train.split``'s); empty without one."""
-    from .train import split
+    from ..train import split
 
     _, starts, ends = split(corpus, val_fraction)
     return [(int(s), int(e)) for s, e in zip(starts, ends) if e - s >= 2]
@@ -429,9 +429,9 @@ def top_predictions(p: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
 def ngram_model(corpus: Corpus, val_fraction: float, ngram_run: str | Path | None = None, order: int | None = None):
     """The n-gram of the training part of the run's split: an ``a4lib ngram`` run's order (its text
     and split must be the run's), else ``order`` (default ``ngram.DEFAULT_ORDER``), fitted here."""
-    from . import ngram
-    from .rundir import read_json_or
-    from .train import split
+    from .. import ngram
+    from ..rundir import read_json_or
+    from ..train import split
 
     if ngram_run is not None:
         config = read_json_or(Path(ngram_run) / "config.json") if Path(ngram_run).is_dir() else None

@@ -161,7 +161,7 @@ def smooth_loss(run) -> SmoothLoss:
 def corpus_source(run) -> str | None:
     """Where a run's corpus can be read again, from any folder: the absolute path its checkpoint
     recorded, else its config's corpus (the built-in text, or None for the default)."""
-    from .checkpoint import CHECKPOINT, load_meta
+    from ..checkpoint import CHECKPOINT, load_meta
 
     meta = load_meta(run.path / CHECKPOINT) if (run.path / CHECKPOINT).is_file() else {}
     return meta.get("corpus", {}).get("path") or run.config.get("corpus")
@@ -169,9 +169,9 @@ def corpus_source(run) -> str | None:
 
 def updates_per_epoch(run) -> int:
     """How many updates one epoch of a run makes (``a4lib.train.updates_per_epoch`` on its corpus)."""
-    from .config import Config
-    from .corpus import load_corpus
-    from .train import updates_per_epoch as per_epoch
+    from ..config import Config
+    from ..corpus import load_corpus
+    from ..train import updates_per_epoch as per_epoch
 
     cfg = Config.from_dict(run.config)
     return per_epoch(load_corpus(corpus_source(run), cfg.seq_length), cfg)
@@ -213,7 +213,7 @@ class Setting:
 def settings(config: Mapping) -> list[Setting]:
     """Every Config setting of a run's config.json, in Config's order (the corpus left out: it
     is named with the data)."""
-    from .config import FIELDS, defaults
+    from ..config import FIELDS, defaults
 
     default = defaults()
     return [Setting(name, config.get(name), default[name], f.metadata["help"]) for name, f in FIELDS.items()
@@ -373,7 +373,7 @@ def seed_spread(summaries: Mapping[int, Mapping]) -> SeedSpread:
 
 def main_run(seeds: Mapping[int, str | Path]) -> Path:
     """The run directory of the best of several seeds (seed -> run directory): the report's main run."""
-    from .rundir import read_json_or
+    from ..rundir import read_json_or
 
     dirs = {int(k): Path(d) for k, d in seeds.items()}
     return dirs[seed_spread({k: read_json_or(d / "summary.json") for k, d in dirs.items()}).best_seed]
@@ -580,10 +580,10 @@ def passage(run_dir: str | Path, length: int = 1000, seed: int = 0, temperature:
             top_p: float = 1.0, prime: str | None = None, which: str = "best") -> Passage:
     """Text synthesised from a run's best (or last) parameters, from the hidden state the run had
     there, with their update and loss; primed with ``prime`` (None: ``sample.primer``'s)."""
-    from .checkpoint import load_params, load_state
-    from .corpus import Corpus
-    from .model import make_network
-    from .sample import generate, primer
+    from ..checkpoint import load_params, load_state
+    from ..corpus import Corpus
+    from ..model import make_network
+    from ..sample import generate, primer
 
     params, meta = load_params(run_dir, which)
     vocab = Corpus.from_vocabulary(meta["corpus"]["chars"], meta["corpus"]["name"], meta["corpus"].get("is_tweets"))
@@ -681,7 +681,7 @@ class SamplingStudy:
 
 def corpus_words(corpus: str | None) -> set[str]:
     """The distinct words (``words``) of a corpus (a path, ``builtin:python-docs``, None: the default)."""
-    from .corpus import load_corpus
+    from ..corpus import load_corpus
 
     return vocabulary_of(load_corpus(corpus).text)
 
@@ -830,7 +830,7 @@ def headline(run_dir: str | Path, ngram_dir: str | Path, corpus_sha256: str | No
     """The headline run in ``run_dir`` and its n-gram in ``ngram_dir`` when both are finished and
     were trained on the text with ``corpus_sha256``; else None (a report on another text says nothing
     of it)."""
-    from .rundir import load_run, read_json_or, status
+    from ..rundir import load_run, read_json_or, status
 
     run_dir, ngram_dir = Path(run_dir), Path(ngram_dir)
     if not (run_dir / "summary.json").is_file() or not (ngram_dir / "summary.json").is_file():
