@@ -553,7 +553,7 @@ def test_by_default_the_notebook_reads_the_model_study_s_best_network(prose_runs
         assert (f"| all | {losses.n:,} | 1.000 | {result.net:.3f} | {result.ngram:.3f} |" in text) == read
     assert "3-gram" in text and "8-gram" not in text
     note = cell_text(nb, "inside-build")  # which build: its kind, when it was made and its folder
-    assert build.kind in note and build.made in note and str(build.build) in note
+    assert build.kind in note and build.made in note and display.path(build.build) in note
 
 
 def test_without_a_model_study_the_notebook_reads_the_build_s_main_run(prose_runs, tmp_path):
@@ -565,4 +565,4 @@ def test_without_a_model_study_the_notebook_reads_the_build_s_main_run(prose_run
     text = cell_text(nb, "inside-04")  # the run read
     assert [display.code(d.name) in text for d in seeds.values()] == [d == main for d in seeds.values()]
     note = cell_text(nb, "inside-build")
-    assert build.kind in note and build.made in note and str(build.build) in note
+    assert build.kind in note and build.made in note and display.path(build.build) in note
