@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from a4lib.config import defaults
+from a4lib.results import display
 
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("papermill")
@@ -210,7 +211,7 @@ def test_train_notebook_writes_where_the_user_stands(trained):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["updates"] == 300
     text = outputs_text(nb)
-    assert "before the first update" in text and "update 300" in text  # the samples as they came
+    assert display.FIRST_SAMPLE in text and "update 300" in text  # the samples as they came
     assert "image/png" in {k for c in nb.cells for o in c.get("outputs", []) for k in o.get("data", {})}
     assert f"{summary['best_smooth_loss']:.2f}" in text
 
@@ -258,7 +259,7 @@ def test_train_notebook_refuses_to_overwrite_a_run(trained, work):
     r = run_papermill(NOTEBOOKS / "train.ipynb", work / "again.ipynb", "-p", "run_dir", str(run), "-p", "n_updates",
                       "10", cwd=work)
     assert r.returncode != 0
-    assert "already holds a run" in r.stderr + r.stdout
+    assert str(run) in r.stderr + r.stdout  # the one line names the run it refuses to overwrite
 
 
 def test_synthesize_notebook(trained, work):
@@ -300,7 +301,7 @@ def test_report_notebook(trained, work):
     assert (figures / "smooth_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = outputs_text(nb, ("text/markdown",))
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["corpus"]["sha256"] in text and "before the first update" in text
+    assert summary["corpus"]["sha256"] in text and display.FIRST_SAMPLE in text
     assert f"{summary['best_update']:,}" in text and "200" in text  # the passage's update and length
     assert "ü" in text and "•" in text  # the vocabulary, as it is
     assert "quick report" not in text  # only the quick build says so

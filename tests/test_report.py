@@ -441,7 +441,7 @@ def test_html_figures_samples_and_commands(built):
     assert "a4lib train --out" in text_of(section_html(html, "6. Reproducibility"))
     if TWEETS.is_file():
         tweets = section_html(html, "12. Tweets")
-        assert "condensed_2018.json" in tweets and "before the first update" in tweets
+        assert "condensed_2018.json" in tweets and display.FIRST_SAMPLE in tweets
         assert tweets.count("<pre") == 3 + 5 + 1
 
 

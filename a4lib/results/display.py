@@ -65,7 +65,7 @@ def pct(x: float | None, digits: int = 0) -> str:
 
 def path(p: str | Path) -> str:
     """A file's path as the report shows it: relative to the project folder when it is inside it
-    (``data/goblet_book.txt``), or to the folder above (``../shared/data/x.txt``); otherwise as it is."""
+    (``data/goblet_book.txt``), or to the folder above (``../texts/x.txt``); otherwise as it is."""
     from ..rundir import project_root
 
     root, p = project_root(), Path(str(p))
@@ -145,10 +145,13 @@ def sample(text: str, head: str | None = None) -> Markdown:
     return md(f"**{esc(head)}**" if head else "", block(text))
 
 
+FIRST_SAMPLE = "before the first update"  # where a sample drawn at update 0 stands
+
+
 def sample_heading(sample: dict, epoch: int | None = None) -> str:
-    """'update 10,000 (epoch 1) · smooth loss 55.20' ('before the first update' for update 0)."""
+    """'update 10,000 (epoch 1) · smooth loss 55.20' (FIRST_SAMPLE for update 0)."""
     u, loss = sample["update"], sample.get("smooth_loss")
-    where = "before the first update" if u == 0 else f"update {u:,}" + (f" (epoch {epoch})" if epoch else "")
+    where = FIRST_SAMPLE if u == 0 else f"update {u:,}" + (f" (epoch {epoch})" if epoch else "")
     return f"{where} · smooth loss {num(loss) if loss is not None else '— (no update yet)'}"
 
 
