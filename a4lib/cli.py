@@ -26,6 +26,7 @@ from .corpus import CorpusError, load_corpus
 from .gradcheck import MS as GRADCHECK_MS
 from .gradcheck import format_table, run_checks
 from .model import resolve_backend
+from .sample import check_sampling
 from .rundir import latest_run, list_runs
 from .train import TrainingError, resume_config, train
 
@@ -179,9 +180,12 @@ def cmd_generate(a) -> int:
         run_dir = Path(a.run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: no such run directory")
-    if not 0 <= a.length <= MAX_SAMPLE_LENGTH or not math.isfinite(a.temperature) or a.temperature < 0 or \
-            not 0 < a.top_p <= 1:
-        raise UsageError(f"need 0 <= --length <= {MAX_SAMPLE_LENGTH:,}, --temperature >= 0 and 0 < --top-p <= 1")
+    if not 0 <= a.length <= MAX_SAMPLE_LENGTH:
+        raise UsageError(f"need 0 <= --length <= {MAX_SAMPLE_LENGTH:,}, got {a.length}")
+    try:
+        check_sampling(a.temperature, a.top_p)
+    except ValueError as err:
+        raise UsageError(str(err).replace("temperature", "--temperature").replace("top_p", "--top-p")) from None
     if ngram.is_ngram_run(run_dir):  # the counts are refitted from the run's corpus
         text = ngram.generate_from_run(run_dir, a.length, np.random.default_rng(a.seed), a.temperature, a.top_p, a.prime)
         sys.stdout.write(text + "\n")

@@ -52,7 +52,7 @@ from . import checkpoint as ckpt
 from .config import MAX_SAMPLE_LENGTH
 from .config import add_arguments as add_config_arguments
 from .corpus import BUILTIN, Corpus, load_corpus
-from .sample import draw, end_tweet, nucleus, tweet_frame
+from .sample import check_sampling, draw, end_tweet, nucleus, tweet_frame
 
 DEFAULT_ORDER = 8
 #: the highest order: memory grows about 60 MB per order on a 1 M-character text (see above)
@@ -243,8 +243,10 @@ class NGram:
                  top_p: float = 1.0, stop: int | None = None, order: int | None = None) -> np.ndarray:
         """n character indices drawn one by one after ``prime_ids`` (p ** (1 / temperature),
         renormalised; temperature 0: the likeliest; top_p: nucleus), stopping after ``stop``."""
-        if not (0 <= temperature < math.inf and 0 < top_p <= 1):
-            raise NGramError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
+        try:
+            check_sampling(temperature, top_p)
+        except ValueError as err:
+            raise NGramError(str(err)) from None
         if n < 0:
             raise NGramError(f"the length must be >= 0, got {n}")
         order = self._order(order)

@@ -40,6 +40,13 @@ def draw(p: np.ndarray, rng: np.random.Generator) -> int:
     return min(int(np.searchsorted(cp, rng.random() * cp[-1], side="right")), len(p) - 1)
 
 
+def check_sampling(temperature: float, top_p: float) -> None:
+    """ValueError unless 0 <= temperature < inf and 0 < top_p <= 1 (NaN fails both): the one rule
+    for every sampler (the networks', the n-gram's, the command line's)."""
+    if not (0 <= temperature < math.inf and 0 < top_p <= 1):
+        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
+
+
 def next_index(o: np.ndarray, rng: np.random.Generator, temperature: float = 1.0, top_p: float = 1.0) -> int:
     """One character index from the logits o (K,)."""
     if temperature == 0:
@@ -52,8 +59,7 @@ def synthesize(model, params: dict, state: np.ndarray, x0: int, n: int, rng: np.
                cancelled: Callable[[], bool] | None = None) -> list[int]:
     """n indices generated from ``state`` (S,) with first input x0; stops early after index ``stop``,
     or (fewer indices) once ``cancelled()`` is true (asked before each step)."""
-    if not (0 <= temperature < math.inf and 0 < top_p <= 1):  # NaN fails both
-        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature} and {top_p}")
+    check_sampling(temperature, top_p)
     state = np.asarray(state, dtype=float_type(params))[None, :]
     ix, out = x0, []
     for _ in range(n):
