@@ -102,7 +102,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> RunModel:
     c = meta["corpus"]
     vocab = Corpus.from_vocabulary(c["chars"], c.get("name", str(run_dir)), c.get("is_tweets"))
     network = make_network(meta["config"], vocab.K, backend="numpy")
-    if state is None or state.shape != (network.layers * network.S,):
+    if state is None:  # load_state has checked the shape of a saved one
         state = network.zero_state(params)
     return RunModel(run_dir, network, params, vocab, meta, np.asarray(state, params["W"].dtype))
 
@@ -430,13 +430,13 @@ def ngram_model(corpus: Corpus, val_fraction: float, ngram_run: str | Path | Non
     """The n-gram of the training part of the run's split: an ``a4lib ngram`` run's order (its text
     and split must be the run's), else ``order`` (default ``ngram.DEFAULT_ORDER``), fitted here."""
     from .. import ngram
-    from ..rundir import read_json_or
     from ..train import split
 
     if ngram_run is not None:
-        config = read_json_or(Path(ngram_run) / "config.json") if Path(ngram_run).is_dir() else None
-        if not config or config.get("model") != "ngram":
-            raise InsideError(f"{ngram_run} is not an `a4lib ngram` run directory")
+        try:
+            config = ngram.read_ngram_config(ngram_run)
+        except ngram.NGramError as err:
+            raise InsideError(str(err)) from None
         if config.get("corpus_sha256") != corpus.sha256:
             raise InsideError(f"{ngram_run} counted another text than {corpus.name}")
         if not math.isclose(float(config.get("val_fraction", -1)), val_fraction):
