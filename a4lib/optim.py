@@ -4,7 +4,8 @@
 ``dw`` (same shape); ``state`` is the dict of arrays made by ``opt.init_state(w)`` (zeros like w:
 its type follows w's, float64 or float32), which a checkpoint stores as it is.
 ``opt.step(w, dw, state, limit)`` is the training step's end: clip, then update; with ``fused``
-(the compiled backend) both in one compiled pass over the vectors, with the same bits.
+(the compiled backend) both in one compiled pass over the vectors, with the same bits (but for
+float32 subnormals, which it flushes to zero: ``kernels.subnormals_flushed``).
 ``flatten`` lays a parameter dict out as views of one vector, so that clipping and the update are
 a handful of vector operations whatever the model.
 """
@@ -79,7 +80,10 @@ class Optimizer:
 
     def step(self, w: np.ndarray, dw: np.ndarray, state: State, limit: float) -> None:
         if self.fused:
-            return self.fused_step(w, dw, state, limit)
+            from .model import kernels
+
+            with kernels.subnormals_flushed(w.dtype):
+                return self.fused_step(w, dw, state, limit)
         clip(dw, limit)
         self.update(w, dw, state)
 

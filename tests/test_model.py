@@ -613,3 +613,64 @@ def test_a_network_of_impossible_sizes_is_a_value_error(bad):
     args = {"K": 5, "m": 4, "layers": 1, "dropout": 0.0, **bad}
     with pytest.raises(ValueError, match="need K, m, layers"):
         Network("gru", args["K"], args["m"], layers=args["layers"], dropout=args["dropout"])
+
+
+# --- float32 subnormals: flushed to zero in the compiled backend's passes and steps ------------------
+
+def _subnormal_product() -> np.float32:
+    """1e-38 * 0.01 in float32: 1e-40, a subnormal, unless subnormals are flushed (then 0)."""
+    return np.array([1e-38], np.float32)[0] * np.float32(0.01)
+
+
+@pytest.mark.skipif(not available(), reason="numba is not installed")
+@pytest.mark.skipif(not __import__("a4lib.model.kernels").model.kernels._is_x86(), reason="MXCSR is x86's")
+def test_subnormals_are_flushed_for_float32_only_and_the_thread_restored():
+    import threading
+
+    from a4lib.model import kernels
+    kernels.build()
+    assert _subnormal_product() != 0
+    seen_by_other_thread, inside, looked = [], threading.Event(), threading.Event()
+
+    def other() -> None:  # started before the block: a new thread would inherit the flags
+        inside.wait(timeout=60)
+        seen_by_other_thread.append(_subnormal_product())
+        looked.set()
+
+    thread = threading.Thread(target=other, daemon=True)
+    thread.start()
+    with kernels.subnormals_flushed(np.float32):
+        flushed = _subnormal_product()
+        inside.set()
+        looked.wait(timeout=60)
+    thread.join(timeout=60)
+    assert flushed == 0
+    assert seen_by_other_thread[0] != 0  # the flags are the calling thread's
+    assert _subnormal_product() != 0
+    with kernels.subnormals_flushed(np.float64):
+        assert _subnormal_product() != 0
+        assert np.array([1e-300])[0] * 1e-10 != 0
+    with pytest.raises(KeyError), kernels.subnormals_flushed(np.float32):
+        raise KeyError("restored on the way out")
+    assert _subnormal_product() != 0
+
+
+@pytest.mark.skipif(not available(), reason="numba is not installed")
+@pytest.mark.skipif(not __import__("a4lib.model.kernels").model.kernels._is_x86(), reason="MXCSR is x86's")
+def test_a_float32_compiled_pass_has_no_subnormal_gradients_where_numpy_has():
+    """V scaled to 1e-36 makes dL/dU subnormal in places: numpy (IEEE) keeps them, the compiled
+    pass has none (flushed to zero), and the caller's flags are as before. (Near 1e-36 the two then
+    differ by tens of per cent: flushed terms are missing from the sums. Above float32's normal range
+    the backends agree as everywhere else: test_dtype.py.)"""
+    tiny = np.finfo(np.float32).tiny
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 9, (20, 3)), rng.integers(0, 9, (20, 3))
+    grads = {}
+    for backend in ("numpy", "numba"):
+        net = Network("rnn", 9, 16, backend=backend)
+        p = {k: v.astype(np.float32) for k, v in net.init_params(np.random.default_rng(0), sig=0.5).items()}
+        p["V"] *= np.float32(1e-36)
+        grads[backend] = net.loss_and_grads(p, x, y, net.zero_state(p, 3))[1]["U"]
+    assert np.any((np.abs(grads["numpy"]) < tiny) & (grads["numpy"] != 0))
+    assert np.all((np.abs(grads["numba"]) >= tiny) | (grads["numba"] == 0))
+    assert _subnormal_product() != 0

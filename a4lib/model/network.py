@@ -25,6 +25,8 @@ trainings in two threads of one process give the results each gives alone.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .cells import CELLS, Workspace
@@ -252,18 +254,24 @@ class Network:
         x, y, state0, single, dt = self._prepare(params, x, y, state0)
         if grads is None:
             grads = {k: np.empty(v.shape, dt) for k, v in params.items()}
-        caches = self._forward(params, x, state0, dt, rng)
-        loss, dO, gc = self._outputs(params, caches[-1]["X_out"], y, x.shape[1], True)
-        state = self._last_state(caches, single)
-        self._backward(params, x, caches, dO, gc, grads)
+        with self._fp_mode(dt):
+            caches = self._forward(params, x, state0, dt, rng)
+            loss, dO, gc = self._outputs(params, caches[-1]["X_out"], y, x.shape[1], True)
+            state = self._last_state(caches, single)
+            self._backward(params, x, caches, dO, gc, grads)
         return loss, grads, state
 
     def loss_and_state(self, params: Params, x, y, state0) -> tuple[float, np.ndarray]:
         """The loss and the last state, without gradients or dropout: for evaluation."""
         x, y, state0, single, dt = self._prepare(params, x, y, state0)
-        caches = self._forward(params, x, state0, dt)
-        loss, _, _ = self._outputs(params, caches[-1]["X_out"], y, x.shape[1], False)
+        with self._fp_mode(dt):
+            caches = self._forward(params, x, state0, dt)
+            loss, _, _ = self._outputs(params, caches[-1]["X_out"], y, x.shape[1], False)
         return loss, self._last_state(caches, single)
+
+    def _fp_mode(self, dt):
+        """The compiled backend's float32 passes flush subnormals (``kernels.subnormals_flushed``)."""
+        return self._k.subnormals_flushed(dt) if self._k is not None else contextlib.nullcontext()
 
     def loss(self, params: Params, x, y, state0) -> float:
         """The loss only: for gradient checks."""
