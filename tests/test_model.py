@@ -674,3 +674,41 @@ def test_a_float32_compiled_pass_has_no_subnormal_gradients_where_numpy_has():
     assert np.any((np.abs(grads["numpy"]) < tiny) & (grads["numpy"] != 0))
     assert np.all((np.abs(grads["numba"]) >= tiny) | (grads["numba"] == 0))
     assert _subnormal_product() != 0
+
+
+# --- which BLAS compiled code calls: scipy-openblas32's, preloaded before SciPy's own --------------
+
+_BOUND_SGEMM = """
+import ctypes, sys
+{before}
+import a4lib
+from a4lib.model import kernels
+kernels.available()
+class Info(ctypes.Structure):
+    _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p), ("sname", ctypes.c_char_p),
+                ("saddr", ctypes.c_void_p)]
+import scipy.linalg.cython_blas  # what SciPy's BLAS binds to: the process's global scope first
+info = Info()
+try:
+    address = ctypes.cast(ctypes.CDLL(None).scipy_sgemm_, ctypes.c_void_p)
+    ctypes.CDLL(None).dladdr(address, ctypes.byref(info))
+    print(info.fname.decode())
+except AttributeError:  # no sgemm in the global scope: SciPy binds to the OpenBLAS it bundles
+    print("none")
+print(kernels.BLAS)
+"""
+
+
+@pytest.mark.skipif(not available(), reason="numba is not installed")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the preload is an ELF global-namespace matter")
+@pytest.mark.parametrize("scipy_first", [False, True])
+def test_scipy_blas_runs_scipy_openblas32_when_a4lib_loads_it_first(scipy_first):
+    pytest.importorskip("scipy_openblas32", reason="scipy-openblas32 is not installed")
+    before = "import scipy.linalg" if scipy_first else ""
+    out = subprocess.run([sys.executable, "-c", _BOUND_SGEMM.format(before=before)], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    library, blas = out[0], out[1]
+    if scipy_first:  # too late: SciPy keeps the OpenBLAS its wheel bundles, and says so
+        assert library == "none" and "own" in blas
+    else:
+        assert "scipy_openblas32" in library and "preloaded" in blas

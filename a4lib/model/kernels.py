@@ -28,6 +28,7 @@ both types, is paid once per machine and source version; later processes load nu
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -39,10 +40,41 @@ def available() -> bool:
     """True when numba and SciPy (numba's BLAS for np.dot) can be imported: the compiled backend runs."""
     try:
         import numba  # noqa: F401
+        _preload_openblas()
         import scipy.linalg.cython_blas  # noqa: F401
     except ImportError:
         return False
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Which BLAS. np.dot in compiled code calls SciPy's BLAS (scipy.linalg.cython_blas). SciPy's wheels
+# bundle an OpenBLAS (0.3.30 in SciPy 1.17) that multiplies 32 rows (the per-step W h of B = 32
+# streams) a third slower on this project's 2-core test machine than newer ones do (float32,
+# (32 x 256)(256 x 1024): 86 against 112 GFLOP/s with 0.3.34). The package scipy-openblas32 (the
+# `fast` extra) is the OpenBLAS build NumPy's and SciPy's wheels are made from, and is made to be
+# preloaded: importing it loads its library into the process's global namespace, and SciPy's BLAS,
+# loaded after it, binds to it (the same scipy_-prefixed symbols and ABI). ``available`` does that
+# before it imports SciPy's BLAS. Where SciPy's linear algebra was imported first (or a conda SciPy
+# with its own BLAS names), SciPy keeps its own: correct, only slower. ``BLAS`` says which.
+
+BLAS = "SciPy's own OpenBLAS"
+
+
+def _preload_openblas() -> None:
+    """Import scipy-openblas32 before SciPy's BLAS, when it is installed (see above); sets ``BLAS``."""
+    global BLAS
+    if "scipy_openblas32" in sys.modules:
+        return
+    if any(name == "scipy.linalg" or name.startswith("scipy.linalg.") for name in sys.modules):
+        BLAS = "SciPy's own OpenBLAS (SciPy's linear algebra was imported before a4lib's compiled backend)"
+        return
+    try:
+        import scipy_openblas32
+    except ImportError:
+        BLAS = "SciPy's own OpenBLAS (scipy-openblas32 is not installed)"
+        return
+    BLAS = " ".join(scipy_openblas32.get_openblas_config().split()[:2]) + " (scipy-openblas32, preloaded)"
 
 
 # ---------------------------------------------------------------------------------------------
