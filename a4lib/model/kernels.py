@@ -30,8 +30,6 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 
@@ -616,18 +614,23 @@ def _restore_mxcsr(old):
 _flushes = False  # True once built on x86: MXCSR exists and the two intrinsics are in place
 
 
-@contextmanager
-def subnormals_flushed(dtype) -> Iterator[None]:
-    """Within the block, float32 work in this thread flushes subnormals to zero (x86 with the kernels
-    built; elsewhere, and for float64, nothing changes). The thread's flags are restored after."""
-    if not (_flushes and np.dtype(dtype) == np.float32):
-        yield
-        return
-    old = _flush_subnormals()
-    try:
-        yield
-    finally:
-        _restore_mxcsr(old)
+class subnormals_flushed:
+    """``with subnormals_flushed(dtype):`` float32 work in this thread flushes subnormals to zero
+    within the block (x86 with the kernels built; elsewhere, and for float64, nothing changes). The
+    thread's flags are restored after. A class, not a generator: it runs twice every update."""
+
+    __slots__ = ("_on", "_old")
+
+    def __init__(self, dtype) -> None:
+        self._on = _flushes and dtype == np.float32
+
+    def __enter__(self) -> None:
+        if self._on:
+            self._old = _flush_subnormals()
+
+    def __exit__(self, *exc) -> None:
+        if self._on:
+            _restore_mxcsr(self._old)
 
 
 def _mxcsr_intrinsics():
