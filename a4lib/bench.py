@@ -38,7 +38,7 @@ class BenchError(ValueError):
 
 
 #: the training settings a benchmark takes (their flags, defaults and checks come from Config)
-SETTINGS = ("corpus", "model", "layers", "m", "seq_length", "batch_size", "dtype", "optimizer", "backend")
+SETTINGS = ("corpus", "model", "layers", "m", "seq_length", "batch_size", "dtype", "optimizer", "backend", "blas_threads")
 
 
 def add_arguments(b: argparse.ArgumentParser) -> None:
@@ -95,8 +95,11 @@ def _seconds(f) -> float:
 
 def _trainer(corpus_spec, corpus, model, m, seq_length, batch_size, dtype, backend, optimizer,
              layers: int = 1) -> Trainer:
+    from .model import kernels
+
     cfg = Config(corpus=corpus_spec, model=model, m=m, seq_length=seq_length, batch_size=batch_size, n_updates=1,
-                 sample_every=0, backend=backend, dtype=dtype, optimizer=optimizer, layers=layers)
+                 sample_every=0, backend=backend, dtype=dtype, optimizer=optimizer, layers=layers,
+                 blas_threads=kernels.blas_threads() or 1)  # as ``command`` set them (--blas-threads)
     cfg.validate()
     return Trainer(cfg, Path("unused"), corpus=corpus)  # run() is never called: nothing is written
 
@@ -162,11 +165,18 @@ def bench(corpus_spec: str | None, m: int, seq_length: int, batch_size: int, upd
 
 
 def blas_threads() -> str:
-    """How many threads BLAS may use, as the environment sets it (a4lib sets 1 unless told otherwise)."""
+    """How many threads BLAS may use: numpy's as the environment sets it (a4lib sets 1 unless told
+    otherwise), and compiled code's where a4lib sets it (--blas-threads)."""
     import os
 
+    from .model import kernels
+
     n = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "1"
-    return "one BLAS thread" if n == "1" else f"{n} BLAS threads"
+    numpy_threads = "one BLAS thread" if n == "1" else f"{n} BLAS threads"
+    compiled = kernels.blas_threads()
+    if compiled is None or str(compiled) == n:
+        return numpy_threads
+    return f"{numpy_threads} (numpy's), {compiled} (compiled code's)"
 
 
 def path_description(backend: str) -> str:
@@ -247,6 +257,11 @@ def scaling_table(result: dict) -> str:
 
 def command(a) -> int:
     c = Config.from_namespace(a)
+    from .model import kernels
+
+    if c.blas_threads > 1 and not kernels.set_blas_threads(c.blas_threads):
+        raise BenchError("--blas-threads sets the threads of scipy-openblas32's BLAS, which compiled code does not "
+                         "call here (not installed, or SciPy's linear algebra loaded first); use OPENBLAS_NUM_THREADS")
     repeat = a.repeat if a.repeat is not None else (3 if a.scaling else 1)
     ref_updates = a.reference_updates if a.reference_updates is not None else max(1, a.updates // 4)
     if min(a.updates, ref_updates, repeat) < 1 or not a.scaling_seconds > 0:

@@ -24,8 +24,11 @@ ORDERS = ("sequential", "chunks")
 DTYPES = ("float64", "float32")
 #: the settings that say where a run stops
 BUDGET = ("n_epochs", "n_updates", "max_seconds")
-#: what a resume may set anew: where to stop (the corpus is compared by its sha256 instead)
-RESUME_MAY_CHANGE = ("corpus", *BUDGET)
+#: what a resume may set anew: where to stop, and the threads it uses (the corpus is compared by its
+#: sha256 instead)
+RESUME_MAY_CHANGE = ("corpus", *BUDGET, "blas_threads")
+#: the most BLAS threads a run may ask for
+MAX_BLAS_THREADS = 64
 #: the longest sample a run draws (a stop request is honoured during one; this bounds its memory)
 MAX_SAMPLE_LENGTH = 100_000
 #: the longest chunk (order chunks): longer than any text a4lib trains on
@@ -103,6 +106,9 @@ class Config:
     backend: str = setting("auto", "auto: the compiled numba kernels where installed, else numpy", choices=BACKENDS)
     dtype: str = setting("float64", "the floating-point type of parameters, optimizer state and step",
                          choices=DTYPES)
+    blas_threads: int = setting(1, "threads of the BLAS compiled code calls (SciPy's; numpy's keeps one): 2 gives "
+                                   "one large run both cores", check=lambda v: 1 <= v <= MAX_BLAS_THREADS,
+                                allowed=f"in [1, {MAX_BLAS_THREADS}]")
 
     def __post_init__(self) -> None:
         if self.n_updates is not None:  # a number of updates replaces the number of epochs

@@ -286,6 +286,9 @@ class Trainer:
         check_memory(cfg, self.corpus.K)
         self.model = make_network(cfg, self.corpus.K)
         self.backend = self.model.backend
+        if self.backend == "numba":
+            from .model import kernels
+            kernels.set_blas_threads(cfg.blas_threads)  # the process's pool: the last run started sets it
         self.ids = self.corpus.ids
         self.n_train, self.val_starts, self.val_ends = split(self.corpus, cfg.val_fraction)
         if self.n_train < cfg.seq_length + 1:

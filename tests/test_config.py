@@ -23,6 +23,7 @@ def random_config(rng: np.random.Generator) -> Config:
         "max_seconds": [0.5, 90.0], "seed": [1, 2**31], "sample_every": [0, 7], "sample_length": [0, 1000],
         "batch_size": [4, 32], "order": ["chunks"], "chunk_length": [2, 5000], "val_fraction": [0.1, 0.5],
         "val_every": [1, 99], "checkpoint_every": [3], "backend": ["numpy", "numba"], "dtype": ["float32"],
+        "blas_threads": [2],
     }
     assert set(choices) == set(FIELDS), "every setting is exercised"
     picked = {k: v[rng.integers(len(v))] for k, v in choices.items() if rng.random() < 0.5}

@@ -712,3 +712,33 @@ def test_scipy_blas_runs_scipy_openblas32_when_a4lib_loads_it_first(scipy_first)
         assert library == "none" and "own" in blas
     else:
         assert "scipy_openblas32" in library and "preloaded" in blas
+
+
+@pytest.mark.skipif(not available(), reason="numba is not installed")
+def test_blas_threads_sets_compiled_codes_pool_and_changes_no_bit(tmp_path):
+    """--blas-threads 2 gives compiled code's BLAS two threads (numpy's keeps one) and trains the
+    same parameters, bit for bit, as one thread."""
+    pytest.importorskip("scipy_openblas32", reason="scipy-openblas32 is not installed")
+    from a4lib.model import kernels
+    from a4lib.train import Trainer
+
+    text = tmp_path / "text.txt"
+    text.write_text("".join(chr(97 + i % 23) + chr(97 + i * 7 % 19) for i in range(4000)))
+    weights = {}
+    try:
+        for threads in (1, 2):
+            cfg = Config(corpus=str(text), model="gru", m=256, batch_size=32, seq_length=20, n_updates=3,
+                         dtype="float32", blas_threads=threads, sample_every=0)
+            trainer = Trainer(cfg, tmp_path / f"run{threads}")
+            if "preloaded" not in kernels.BLAS:
+                pytest.skip(f"compiled code calls {kernels.BLAS}")
+            assert kernels.blas_threads() == threads
+            for _ in range(3):
+                trainer.train_step()
+                trainer._advance()
+            weights[threads] = trainer.w.copy()
+    finally:
+        kernels.set_blas_threads(1)
+    assert np.array_equal(weights[1], weights[2])
+    with pytest.raises(ValueError, match="blas_threads"):
+        Config(blas_threads=0).validate()

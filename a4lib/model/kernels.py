@@ -75,6 +75,23 @@ def _preload_openblas() -> None:
     BLAS = " ".join(scipy_openblas32.get_openblas_config().split()[:2]) + " (scipy-openblas32, preloaded)"
 
 
+def set_blas_threads(n: int) -> bool:
+    """Give the BLAS that compiled code calls ``n`` threads (numpy's BLAS keeps its own number: two
+    pools of busy threads on two cores slow each other down). False when that BLAS is SciPy's own,
+    whose threads a4lib does not set (then ``OPENBLAS_NUM_THREADS``, read at start, decides)."""
+    if not available() or "preloaded" not in BLAS:
+        return False
+    sys.modules["scipy_openblas32"].dll.scipy_openblas_set_num_threads(int(n))
+    return True
+
+
+def blas_threads() -> int | None:
+    """The thread count of the BLAS that compiled code calls, where a4lib can read it (else None)."""
+    if not available() or "preloaded" not in BLAS:
+        return None
+    return int(sys.modules["scipy_openblas32"].dll.scipy_openblas_get_num_threads())
+
+
 # ---------------------------------------------------------------------------------------------
 # Scalar math. Plain Python source, compiled by ``build``; kernels call each other by their
 # module-level names, which ``build`` rebinds to the compiled versions (``_fma`` included).
