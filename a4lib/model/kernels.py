@@ -57,21 +57,25 @@ def available() -> bool:
 # with its own BLAS names), SciPy keeps its own: correct, only slower. ``BLAS`` says which.
 
 BLAS = "SciPy's own OpenBLAS"
+_preloaded: bool | None = None  # None until ``_preload_openblas`` has run
 
 
 def _preload_openblas() -> None:
-    """Import scipy-openblas32 before SciPy's BLAS, when it is installed (see above); sets ``BLAS``."""
-    global BLAS
-    if "scipy_openblas32" in sys.modules:
+    """Import scipy-openblas32 before SciPy's BLAS, when it is installed (see above); sets ``BLAS``
+    and ``_preloaded``. Runs once."""
+    global BLAS, _preloaded
+    if _preloaded is not None:
         return
+    _preloaded = False
     if any(name == "scipy.linalg" or name.startswith("scipy.linalg.") for name in sys.modules):
         BLAS = "SciPy's own OpenBLAS (SciPy's linear algebra was imported before a4lib's compiled backend)"
         return
     try:
         import scipy_openblas32
-    except ImportError:
-        BLAS = "SciPy's own OpenBLAS (scipy-openblas32 is not installed)"
+    except (ImportError, OSError):  # OSError: its library did not load
+        BLAS = "SciPy's own OpenBLAS (scipy-openblas32 is not installed or did not load)"
         return
+    _preloaded = True
     BLAS = " ".join(scipy_openblas32.get_openblas_config().split()[:2]) + " (scipy-openblas32, preloaded)"
 
 
@@ -79,7 +83,7 @@ def set_blas_threads(n: int) -> bool:
     """Give the BLAS that compiled code calls ``n`` threads (numpy's BLAS keeps its own number: two
     pools of busy threads on two cores slow each other down). False when that BLAS is SciPy's own,
     whose threads a4lib does not set (then ``OPENBLAS_NUM_THREADS``, read at start, decides)."""
-    if not available() or "preloaded" not in BLAS:
+    if not (available() and _preloaded):
         return False
     sys.modules["scipy_openblas32"].dll.scipy_openblas_set_num_threads(int(n))
     return True
@@ -87,7 +91,7 @@ def set_blas_threads(n: int) -> bool:
 
 def blas_threads() -> int | None:
     """The thread count of the BLAS that compiled code calls, where a4lib can read it (else None)."""
-    if not available() or "preloaded" not in BLAS:
+    if not (available() and _preloaded):
         return None
     return int(sys.modules["scipy_openblas32"].dll.scipy_openblas_get_num_threads())
 
