@@ -38,7 +38,8 @@ class BenchError(ValueError):
 
 
 #: the training settings a benchmark takes (their flags, defaults and checks come from Config)
-SETTINGS = ("corpus", "model", "layers", "m", "seq_length", "batch_size", "dtype", "optimizer", "backend", "blas_threads")
+SETTINGS = ("corpus", "model", "layers", "m", "seq_length", "batch_size", "dtype", "optimizer", "backend",
+            "blas_threads")
 
 
 def add_arguments(b: argparse.ArgumentParser) -> None:
