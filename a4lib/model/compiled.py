@@ -59,7 +59,8 @@ class GRU(cells.GRUCell):
         dA = work.get(tag + "dA", (T, B, 3 * m), dt)
         dQ = work.get(tag + "dQ", (T, B, 3 * m), dt)
         _kernels._gru_backward(_c(W), cache["H"], cache["G"], cache["Qn"], _c(dH), dA, dQ,
-                               work.get(tag + "carry", (B, m), dt), work.get(tag + "tmp", (B, m), dt))
+                               work.get(tag + "carry", (B, m), dt), work.get(tag + "tmp", (B, m), dt),
+                               work.get(tag + "dh", (m,), dt))
         np.dot(dQ.reshape(T * B, 3 * m).T, cache["H"][:-1].reshape(T * B, m), out=dW)
         return dA
 
@@ -81,7 +82,8 @@ class LSTM(cells.LSTMCell):
         dt = dH.dtype
         dA = work.get(tag + "dA", (T, B, 4 * m), dt)
         _kernels._lstm_backward(_c(W), cache["C"], cache["G"], cache["TC"], _c(dH), dA,
-                                work.get(tag + "carry", (B, m), dt), work.get(tag + "dc_next", (B, m), dt))
+                                work.get(tag + "carry", (B, m), dt), work.get(tag + "dc_next", (B, m), dt),
+                                work.get(tag + "dh", (m,), dt), work.get(tag + "dc", (m,), dt))
         np.dot(dA.reshape(T * B, 4 * m).T, cache["H"][:-1].reshape(T * B, m), out=dW)
         return dA
 

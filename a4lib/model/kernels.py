@@ -470,38 +470,45 @@ def _gru_forward(W, A, H, G, Qn, q):
                 hn[j] = (one - z) * g[2 * m + j] + z * hp[j]
 
 
-def _gru_backward(W, H, G, Qn, dH, dA, dQ, carry, tmp):
+def _gru_backward(W, H, G, Qn, dH, dA, dQ, carry, tmp, dh):
     """The GRU's backward steps, last first: dA[t] = dL/d[a_z, a_r, a_n], dQ[t] = dL/dq_t;
-    carry, tmp (B, m) scratch."""
+    carry, tmp (B, m), dh (m,) scratch.
+
+    One loop per quantity, each over few arrays: LLVM vectorises a loop only when it can check at
+    run time that its arrays do not overlap, and gives up beyond a few arrays (one loop over all
+    of them ran scalar, a third slower)."""
     one = dA.dtype.type(1.0)
     T, B, m = dH.shape
     for t in range(T - 1, -1, -1):
         for s in range(B):
-            g = G[t, s]
-            da = dA[t, s]
-            dq = dQ[t, s]
-            hp = H[t, s]
-            qn = Qn[t, s]
+            g, da, dq, hp, qn, cs = G[t, s], dA[t, s], dQ[t, s], H[t, s], Qn[t, s], carry[s]
+            z, r, n = g[:m], g[m:2 * m], g[2 * m:]
+            da_z, da_r, da_n = da[:m], da[m:2 * m], da[2 * m:]
             dhs = dH[t, s]
-            cs = carry[s]
+            if t < T - 1:
+                for j in range(m):
+                    dh[j] = dhs[j] + cs[j]
+            else:
+                for j in range(m):
+                    dh[j] = dhs[j]
             for j in range(m):
-                dh = dhs[j] + cs[j] if t < T - 1 else dhs[j]
-                z = g[j]
-                r = g[m + j]
-                n = g[2 * m + j]
-                da_n = dh * (one - z) * (one - n * n)
-                da[j] = dh * (hp[j] - n) * z * (one - z)
-                da[m + j] = da_n * qn[j] * r * (one - r)
-                da[2 * m + j] = da_n
+                da_n[j] = dh[j] * (one - z[j]) * (one - n[j] * n[j])
+            for j in range(m):
+                da_z[j] = dh[j] * (hp[j] - n[j]) * z[j] * (one - z[j])
+            for j in range(m):
+                da_r[j] = da_n[j] * qn[j] * r[j] * (one - r[j])
+            for j in range(2 * m):
                 dq[j] = da[j]
-                dq[m + j] = da[m + j]
-                dq[2 * m + j] = da_n * r
-                cs[j] = dh * z
+            dq_n = dq[2 * m:]
+            for j in range(m):
+                dq_n[j] = da_n[j] * r[j]
+            for j in range(m):
+                cs[j] = dh[j] * z[j]
         if t:
             _dot(dQ[t], W, tmp)
-            for s in range(B):
-                for j in range(m):
-                    carry[s, j] += tmp[s, j]
+            c, d = carry.reshape(B * m), tmp.reshape(B * m)
+            for j in range(c.size):
+                c[j] += d[j]
 
 
 def _lstm_forward(W, A, H, C, G, TC):
@@ -530,35 +537,37 @@ def _lstm_forward(W, A, H, C, G, TC):
                 hn[j] = g[2 * m + j] * tc[j]
 
 
-def _lstm_backward(W, C, G, TC, dH, dA, carry, dc_next):
+def _lstm_backward(W, C, G, TC, dH, dA, carry, dc_next, dh, dc):
     """The LSTM's backward steps, last first: dA[t] = dL/da_t. carry (B, m) is W^T dL/da_{t+1},
-    dc_next (B, m) f_{t+1} dL/dc_{t+1} (scratch)."""
+    dc_next (B, m) f_{t+1} dL/dc_{t+1}; dh, dc (m,) scratch. One loop per quantity (see
+    ``_gru_backward``)."""
     one = dA.dtype.type(1.0)
     T, B, m = dH.shape
     for t in range(T - 1, -1, -1):
         for s in range(B):
-            g = G[t, s]
-            d = dA[t, s]
-            dhs = dH[t, s]
-            cs = carry[s]
-            dcn = dc_next[s]
-            cp = C[t, s]
-            tc = TC[t, s]
+            g, d, dhs, cs, dcn, cp, tc = G[t, s], dA[t, s], dH[t, s], carry[s], dc_next[s], C[t, s], TC[t, s]
+            i_, f_, o_, g_ = g[:m], g[m:2 * m], g[2 * m:3 * m], g[3 * m:]
+            d_i, d_f, d_o, d_g = d[:m], d[m:2 * m], d[2 * m:3 * m], d[3 * m:]
+            if t < T - 1:
+                for j in range(m):
+                    dh[j] = dhs[j] + cs[j]
+                for j in range(m):
+                    dc[j] = dh[j] * o_[j] * (one - tc[j] * tc[j]) + dcn[j]
+            else:
+                for j in range(m):
+                    dh[j] = dhs[j]
+                for j in range(m):
+                    dc[j] = dh[j] * o_[j] * (one - tc[j] * tc[j])
             for j in range(m):
-                i_ = g[j]
-                f_ = g[m + j]
-                o_ = g[2 * m + j]
-                g_ = g[3 * m + j]
-                t_ = tc[j]
-                dh = dhs[j] + cs[j] if t < T - 1 else dhs[j]
-                dc = dh * o_ * (one - t_ * t_)
-                if t < T - 1:
-                    dc += dcn[j]
-                d[j] = dc * g_ * i_ * (one - i_)
-                d[m + j] = dc * cp[j] * f_ * (one - f_)
-                d[2 * m + j] = dh * t_ * o_ * (one - o_)
-                d[3 * m + j] = dc * i_ * (one - g_ * g_)
-                dcn[j] = dc * f_
+                d_i[j] = dc[j] * g_[j] * i_[j] * (one - i_[j])
+            for j in range(m):
+                d_f[j] = dc[j] * cp[j] * f_[j] * (one - f_[j])
+            for j in range(m):
+                d_o[j] = dh[j] * tc[j] * o_[j] * (one - o_[j])
+            for j in range(m):
+                d_g[j] = dc[j] * i_[j] * (one - g_[j] * g_[j])
+            for j in range(m):
+                dcn[j] = dc[j] * f_[j]
         if t:  # at t = 0 both would only feed the initial state
             _dot(dA[t], W, carry)
 
