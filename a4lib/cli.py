@@ -123,6 +123,11 @@ def cmd_train(a) -> int:
     if cfg.backend == "auto" and resolve_backend("auto") == "numpy":
         print("a4lib: numba or SciPy is not installed: the numpy backend trains (slower; pip install 'a4lib[fast]')",
               file=sys.stderr)
+    if cfg.blas_threads > 1 and resolve_backend(cfg.backend) == "numba":
+        from .model import kernels
+        if not kernels.set_blas_threads(cfg.blas_threads):
+            print(f"a4lib: --blas-threads {cfg.blas_threads} has no effect here: compiled code calls "
+                  f"{kernels.BLAS}; OPENBLAS_NUM_THREADS decides", file=sys.stderr)
     summary = train(cfg, Path(a.out), resume=a.resume, progress=not a.quiet, on_sample=show)
     try:
         print(summary_line(summary, a.out))

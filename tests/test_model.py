@@ -742,3 +742,19 @@ def test_blas_threads_sets_compiled_codes_pool_and_changes_no_bit(tmp_path):
     assert np.array_equal(weights[1], weights[2])
     with pytest.raises(ValueError, match="blas_threads"):
         Config(blas_threads=0).validate()
+
+
+@pytest.mark.skipif(not available(), reason="numba is not installed")
+def test_blas_threads_that_cannot_reach_the_pool_are_said_in_one_line(tmp_path):
+    """With SciPy's linear algebra imported before a4lib, --blas-threads cannot reach compiled code's
+    BLAS: the run trains and stderr has one line naming the flag."""
+    text = tmp_path / "text.txt"
+    text.write_text("abcab cabca bcabc " * 50)
+    code = ("import sys, scipy.linalg\nfrom a4lib.cli import main\n"
+            f"sys.exit(main(['train', '--corpus', {str(text)!r}, '--updates', '2', '--out', {str(tmp_path / 'run')!r}, "
+            "'--blas-threads', '2', '--quiet', '--sample-every', '0']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if "--blas-threads 2" in line]
+    assert len(said) == 1
+    assert (tmp_path / "run" / "summary.json").exists()
