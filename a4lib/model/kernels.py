@@ -79,21 +79,25 @@ def _preload_openblas() -> None:
     BLAS = " ".join(scipy_openblas32.get_openblas_config().split()[:2]) + " (scipy-openblas32, preloaded)"
 
 
+def _preloaded_openblas():
+    """The preloaded scipy-openblas32 library (ctypes), or None where compiled code calls SciPy's own."""
+    return sys.modules["scipy_openblas32"].dll if available() and _preloaded else None
+
+
 def set_blas_threads(n: int) -> bool:
     """Give the BLAS that compiled code calls ``n`` threads (numpy's BLAS keeps its own number: two
     pools of busy threads on two cores slow each other down). False when that BLAS is SciPy's own,
     whose threads a4lib does not set (then ``OPENBLAS_NUM_THREADS``, read at start, decides)."""
-    if not (available() and _preloaded):
-        return False
-    sys.modules["scipy_openblas32"].dll.scipy_openblas_set_num_threads(int(n))
-    return True
+    lib = _preloaded_openblas()
+    if lib is not None:
+        lib.scipy_openblas_set_num_threads(int(n))
+    return lib is not None
 
 
 def blas_threads() -> int | None:
     """The thread count of the BLAS that compiled code calls, where a4lib can read it (else None)."""
-    if not (available() and _preloaded):
-        return None
-    return int(sys.modules["scipy_openblas32"].dll.scipy_openblas_get_num_threads())
+    lib = _preloaded_openblas()
+    return None if lib is None else int(lib.scipy_openblas_get_num_threads())
 
 
 # ---------------------------------------------------------------------------------------------
